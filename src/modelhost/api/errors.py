@@ -1,0 +1,56 @@
+"""Every error leaves the server as JSON ``{"error": ..., "code": ...}`` with its status."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from modelhost.errors import ModelhostError
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+def error_response(
+    status: int, message: str, code: str, retry_after: float | None = None
+) -> Response:
+    headers = {"retry-after": str(max(1, math.ceil(retry_after)))} if retry_after else None
+    return Response(
+        orjson.dumps({"error": message, "code": code}),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+async def modelhost_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ModelhostError)
+    if exc.status >= 500 and exc.status != 503:
+        log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
+    return error_response(exc.status, exc.message, exc.code, exc.retry_after)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = exc.detail if exc.status_code != 404 else f"no route {request.url.path}"
+    return error_response(exc.status_code, message, code)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    # Our own bug: log the traceback, tell the client only that it happened.
+    log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(500, f"internal error: {type(exc).__name__}", "internal")
+
+
+EXCEPTION_HANDLERS = {
+    ModelhostError: modelhost_error,
+    HTTPException: http_error,
+    Exception: unexpected_error,
+}

@@ -1,0 +1,54 @@
+"""The cache's record of one model version: its state, its lease count, its footprint."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from modelhost.cache.loader import LoadedModel
+from modelhost.errors import ModelhostError
+from modelhost.registry.catalog import ModelRef
+
+
+class ModelState(StrEnum):
+    """The model repository extension's states."""
+
+    UNAVAILABLE = "UNAVAILABLE"
+    LOADING = "LOADING"
+    READY = "READY"
+    UNLOADING = "UNLOADING"
+
+
+@dataclass(eq=False)
+class ModelEntry:
+    """Mutated only on the event loop, so a state check and the change after it are atomic."""
+
+    ref: ModelRef
+    state: ModelState = ModelState.UNAVAILABLE
+    reason: str = "not loaded"
+    model: LoadedModel | None = None
+    footprint: int = 0  # bytes charged against the budget while resident
+    known_size: int | None = None  # the footprint measured at the last clean load
+    leases: int = 0  # requests using the model, or waiting for its load to finish
+    last_used: float = 0.0
+    failures: int = 0  # consecutive failed loads, for the retry backoff
+    retry_at: float = 0.0  # no new load attempt before this (monotonic seconds)
+    error: ModelhostError | None = None  # why the last load failed
+    transition: asyncio.Future[None] | None = None  # set while LOADING or UNLOADING
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.drained.set()
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+    @property
+    def version(self) -> int:
+        return self.ref.version
+
+    @property
+    def pinned(self) -> bool:
+        return self.ref.manifest.pinned

@@ -1,0 +1,126 @@
+"""Turning a model version in the store into loaded runtime instances, and back.
+
+The loader measures what each load added to the process, so the cache can charge the model's
+real footprint against the memory budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelhost.cache.memory import process_rss, release_memory
+from modelhost.registry.catalog import ModelRef
+from modelhost.registry.manifest import Manifest
+from modelhost.runtimes.base import Runtime
+from modelhost.runtimes.factory import runtime_class
+from modelhost.runtimes.pool import InstancePool
+from modelhost.storage.base import ModelStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """A model version in memory: its instances behind a pool, and what loading it cost."""
+
+    ref: ModelRef
+    pool: InstancePool
+    measured_bytes: int  # process RSS growth over the load
+    reported_bytes: int | None  # what the runtime counted itself, when it can
+    load_seconds: float
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.ref.manifest
+
+
+class ModelLoader:
+    """Loads versions from a store; runtime code runs on ``load_executor`` threads."""
+
+    def __init__(
+        self,
+        store: ModelStore,
+        *,
+        cores: int,
+        load_executor: Executor,
+        predict_executor: Executor,
+    ) -> None:
+        self._store = store
+        self._cores = cores
+        self._load_executor = load_executor
+        self._predict_executor = predict_executor
+
+    async def estimate_bytes(self, ref: ModelRef) -> int:
+        """The size to make room for before a first load: the hint, else the files' size."""
+        if ref.manifest.memory_bytes:
+            return ref.manifest.memory_bytes * ref.manifest.instances
+        return await self._store.size_bytes(ref.name, ref.version) * ref.manifest.instances
+
+    async def load(self, ref: ModelRef) -> LoadedModel:
+        path = await self._store.fetch(ref.name, ref.version)
+        loop = asyncio.get_running_loop()
+        cls = await loop.run_in_executor(self._load_executor, runtime_class, ref.manifest.runtime)
+        manifest = ref.manifest
+        calls_per_instance = max(1, self._cores // manifest.instances) if cls.thread_safe else 1
+        # Compute threads of all the model's concurrent calls together ≈ the cores.
+        threads = max(1, self._cores // (manifest.instances * calls_per_instance))
+        started = time.perf_counter()
+        instances, measured = await loop.run_in_executor(
+            self._load_executor, _load_instances, cls, threads, path, manifest
+        )
+        elapsed = time.perf_counter() - started
+        reported = [instance.reported_bytes() for instance in instances]
+        pool = InstancePool(instances, calls_per_instance, self._predict_executor)
+        log.info(
+            "loaded %s in %.3fs: %d instance(s), %d bytes measured",
+            ref,
+            elapsed,
+            len(instances),
+            measured,
+        )
+        return LoadedModel(
+            ref=ref,
+            pool=pool,
+            measured_bytes=measured,
+            reported_bytes=None if None in reported else sum(r or 0 for r in reported),
+            load_seconds=elapsed,
+        )
+
+    async def unload(self, model: LoadedModel) -> None:
+        """Wait for running calls to end, then release the instances and their memory."""
+        await model.pool.wait_idle()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._load_executor, _unload_instances, model.pool.instances)
+        model.pool.instances = []
+
+
+def _load_instances(
+    cls: type[Runtime], threads: int, path: Path, manifest: Manifest
+) -> tuple[list[Runtime], int]:
+    release_memory()  # so the growth we read is this load's, not garbage from before it
+    before = process_rss()
+    instances: list[Runtime] = []
+    try:
+        for _ in range(manifest.instances):
+            instance = cls(threads=threads)
+            instance.load(path, manifest)
+            instances.append(instance)
+    except BaseException:
+        _unload_instances(instances)
+        raise
+    return instances, max(0, process_rss() - before)
+
+
+def _unload_instances(instances: list[Runtime]) -> None:
+    for instance in instances:
+        try:
+            instance.unload()
+        except Exception:  # one instance failing to clean up must not keep the others loaded
+            log.exception("unloading an instance of %s failed", type(instance).__name__)
+    instances.clear()
+    release_memory()

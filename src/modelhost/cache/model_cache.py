@@ -1,0 +1,386 @@
+"""The model cache: leases, single-flight loads, a memory budget, and eviction.
+
+A request takes a *lease* on a model version. A resident model leases at once; otherwise the
+first request starts the one load that every later request for the same version waits on.
+Before a load, room is made for its estimated size by evicting the least recently used models
+that nobody leases; after it, the model is charged what the load measurably added to the
+process. A leased model is never unloaded; a pinned one is never evicted.
+
+All bookkeeping happens on the event loop, with no ``await`` between a check and the change it
+guards, so the state machine needs no locks: UNAVAILABLE → LOADING → READY → UNLOADING →
+UNAVAILABLE.
+
+Budget accounting (bytes)::
+
+    used      footprints of READY models
+    freeing   footprints of models being unloaded (still in memory until their unload ends)
+    reserved  room held for loads under way
+    used + freeing + reserved <= budget, except while an under-estimated load is finishing
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+from modelhost.cache.entry import ModelEntry, ModelState
+from modelhost.cache.loader import LoadedModel, ModelLoader
+from modelhost.errors import InsufficientMemory, ModelhostError, ModelLoadFailed
+from modelhost.registry.catalog import ModelRef
+from modelhost.units import format_bytes
+
+log = logging.getLogger(__name__)
+
+# How long a client refused for lack of memory should wait: long enough for a request holding
+# the memory to finish, short enough not to idle.
+_MEMORY_RETRY_AFTER = 1.0
+
+
+@dataclass
+class CacheStats:
+    """Counters since start, for metrics."""
+
+    hits: int = 0
+    misses: int = 0
+    loads: int = 0
+    load_failures: int = 0
+    evictions: int = 0
+    unloads: int = 0
+
+
+class ModelCache:
+    """Holds loaded model versions within ``budget`` bytes."""
+
+    def __init__(
+        self,
+        loader: ModelLoader,
+        *,
+        budget: int,
+        retry_initial: float = 1.0,
+        retry_max: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.budget = budget
+        self.used_bytes = 0
+        self.freeing_bytes = 0
+        self.reserved_bytes = 0
+        self.stats = CacheStats()
+        self._loader = loader
+        self._retry_initial = retry_initial
+        self._retry_max = retry_max
+        self._clock = clock
+        self._entries: dict[tuple[str, int], ModelEntry] = {}
+        self._lru: OrderedDict[tuple[str, int], ModelEntry] = OrderedDict()  # READY, oldest first
+        # Loads whose size is unknown run one at a time, so what the process grew by is theirs.
+        self._size_probe = asyncio.Lock()
+        self._loading: set[ModelEntry] = set()
+        self._overlapped: set[ModelEntry] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- leases: the request path -------------------------------------------------------------
+
+    @asynccontextmanager
+    async def lease(self, ref: ModelRef) -> AsyncIterator[LoadedModel]:
+        """Hold ``ref`` loaded for the duration of the block."""
+        entry = await self.acquire(ref)
+        try:
+            assert entry.model is not None
+            yield entry.model
+        finally:
+            self.release(entry)
+
+    async def acquire(self, ref: ModelRef, *, ignore_backoff: bool = False) -> ModelEntry:
+        """Lease ``ref``, loading it first if needed; pair with :meth:`release`."""
+        entry = self._entry(ref)
+        if entry.state is ModelState.READY:
+            self.stats.hits += 1
+            return self._lease_ready(entry)
+        self.stats.misses += 1
+        while True:
+            if _is_ready(entry):
+                return self._lease_ready(entry)
+            state = entry.state
+            if state is ModelState.UNLOADING:
+                assert entry.transition is not None
+                await asyncio.shield(entry.transition)
+                continue
+            if state is ModelState.UNAVAILABLE:
+                wait = entry.retry_at - self._clock()
+                if entry.error is not None and wait > 0 and not ignore_backoff:
+                    raise _copy(entry.error, retry_after=wait)
+                self._start_load(entry)
+            # LOADING: wait for it, holding a lease so nothing evicts the model before we use it.
+            assert entry.transition is not None
+            self._add_lease(entry)
+            try:
+                await asyncio.shield(entry.transition)
+            except BaseException:
+                self.release(entry)
+                raise
+            if _is_ready(entry):  # the load finished; our lease kept it from being evicted
+                entry.last_used = self._clock()
+                self._lru.move_to_end(ref.key)
+                return entry
+            self.release(entry)
+            if entry.error is not None:
+                raise _copy(entry.error, retry_after=max(0.0, entry.retry_at - self._clock()))
+
+    def release(self, entry: ModelEntry) -> None:
+        entry.leases -= 1
+        if entry.leases == 0:
+            entry.drained.set()
+
+    def _lease_ready(self, entry: ModelEntry) -> ModelEntry:
+        self._add_lease(entry)
+        entry.last_used = self._clock()
+        self._lru.move_to_end(entry.ref.key)
+        return entry
+
+    @staticmethod
+    def _add_lease(entry: ModelEntry) -> None:
+        entry.leases += 1
+        entry.drained.clear()
+
+    def _entry(self, ref: ModelRef) -> ModelEntry:
+        entry = self._entries.get(ref.key)
+        if entry is None:
+            entry = self._entries[ref.key] = ModelEntry(ref)
+        elif entry.ref != ref and entry.state is ModelState.UNAVAILABLE:
+            entry.ref = ref  # the manifest changed on disk since the last load
+        return entry
+
+    # -- explicit control: the repository extension -------------------------------------------
+
+    async def load(self, ref: ModelRef) -> None:
+        """Make ``ref`` resident (an operator asked: skip the failure backoff)."""
+        entry = await self.acquire(ref, ignore_backoff=True)
+        self.release(entry)
+
+    async def unload(self, ref: ModelRef, reason: str = "unloaded") -> None:
+        """Unload ``ref`` once the requests holding it are done."""
+        entry = self._entries.get(ref.key)
+        while entry is not None:
+            if entry.state is ModelState.READY:
+                self._begin_unload(entry, reason)
+            if entry.state is ModelState.UNAVAILABLE:
+                return
+            assert entry.transition is not None
+            if entry.state is ModelState.UNLOADING:
+                await asyncio.shield(entry.transition)
+                return
+            await asyncio.shield(entry.transition)  # a load: unload what it brings
+
+    def entries(self) -> list[ModelEntry]:
+        return list(self._entries.values())
+
+    def entry(self, name: str, version: int) -> ModelEntry | None:
+        return self._entries.get((name, version))
+
+    def unload_idle(self, idle_seconds: float) -> int:
+        """Unload models nobody has used for ``idle_seconds``; returns how many."""
+        now = self._clock()
+        idle = [
+            entry
+            for entry in self._lru.values()
+            if entry.leases == 0 and not entry.pinned and now - entry.last_used >= idle_seconds
+        ]
+        for entry in idle:
+            self._begin_unload(entry, f"unloaded after {idle_seconds:g}s idle")
+        return len(idle)
+
+    async def close(self) -> None:
+        """Unload everything (server shutdown)."""
+        await asyncio.gather(*(self.unload(entry.ref) for entry in self.entries()))
+
+    # -- loading --------------------------------------------------------------------------------
+
+    def _start_load(self, entry: ModelEntry) -> None:
+        entry.state = ModelState.LOADING
+        entry.reason = "loading"
+        entry.transition = asyncio.get_running_loop().create_future()
+        self._spawn(self._load(entry))
+
+    async def _load(self, entry: ModelEntry) -> None:
+        ref = entry.ref
+        reserved = 0
+        model: LoadedModel | None = None
+        try:
+            size_known = entry.known_size is not None or ref.manifest.memory_bytes > 0
+            estimate = (
+                entry.known_size
+                if entry.known_size is not None
+                else await self._loader.estimate_bytes(ref)
+            )
+            await self._reserve(entry, estimate)
+            reserved = estimate
+            async with nullcontext() if size_known else self._size_probe:
+                model, overlapped = await self._load_measured(entry)
+            footprint, trusted = _footprint(model, estimate, overlapped)
+            if trusted:
+                entry.known_size = footprint
+            if footprint > reserved:  # bigger than estimated: evict idle models to fit it now
+                await self._reserve(entry, footprint - reserved)
+                reserved = footprint
+        except BaseException as exc:
+            self.reserved_bytes -= reserved
+            if model is not None:
+                await self._loader.unload(model)
+            self._fail_load(entry, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self.reserved_bytes -= reserved
+        self.used_bytes += footprint
+        entry.model, entry.footprint = model, footprint
+        entry.state, entry.reason, entry.error, entry.failures = ModelState.READY, "", None, 0
+        entry.last_used = self._clock()
+        self._lru[ref.key] = entry
+        self.stats.loads += 1
+        self._finish_transition(entry)
+
+    async def _load_measured(self, entry: ModelEntry) -> tuple[LoadedModel, bool]:
+        """Load, and say whether another load overlapped it (its growth is then not its own)."""
+        self._loading.add(entry)
+        if len(self._loading) > 1:
+            self._overlapped.update(self._loading)
+        try:
+            model = await self._loader.load(entry.ref)
+        finally:
+            self._loading.discard(entry)
+            overlapped = entry in self._overlapped
+            self._overlapped.discard(entry)
+        return model, overlapped
+
+    def _fail_load(self, entry: ModelEntry, exc: BaseException) -> None:
+        error = _as_load_error(entry.ref, exc)
+        entry.state, entry.model, entry.error = ModelState.UNAVAILABLE, None, error
+        entry.reason = error.message
+        if isinstance(error, InsufficientMemory):
+            entry.retry_at = self._clock()  # not the model's fault: try again when asked
+        else:
+            entry.failures += 1
+            self.stats.load_failures += 1
+            backoff = min(self._retry_max, self._retry_initial * 2 ** (entry.failures - 1))
+            entry.retry_at = self._clock() + backoff
+            log.warning("loading %s failed (%d in a row): %s", entry.ref, entry.failures, error)
+        self._finish_transition(entry)
+
+    async def _reserve(self, entry: ModelEntry, need: int) -> None:
+        """Hold ``need`` bytes of the budget, evicting idle models (and waiting out their
+        unloads) to make room; raise InsufficientMemory if even that can't."""
+        while True:
+            if self.used_bytes + self.freeing_bytes + self.reserved_bytes + need <= self.budget:
+                self.reserved_bytes += need
+                return
+            shortfall = self.used_bytes + self.reserved_bytes + need - self.budget
+            if shortfall > 0:
+                victims = self._pick_victims(shortfall, exclude=entry)
+                if victims is None:
+                    raise self._no_room(entry, need)
+                for victim in victims:
+                    self.stats.evictions += 1
+                    self._begin_unload(victim, f"evicted to make room for {entry.ref}")
+            unloading = [
+                e.transition
+                for e in self._entries.values()
+                if e.state is ModelState.UNLOADING and e.transition is not None
+            ]
+            if not unloading:  # nothing left to wait for: the accounting says no
+                raise self._no_room(entry, need)
+            await asyncio.wait(
+                [asyncio.shield(t) for t in unloading], return_when=asyncio.FIRST_COMPLETED
+            )
+
+    def _pick_victims(self, shortfall: int, exclude: ModelEntry) -> list[ModelEntry] | None:
+        victims: list[ModelEntry] = []
+        freed = 0
+        for candidate in self._lru.values():  # least recently used first
+            if freed >= shortfall:
+                break
+            if candidate is exclude or candidate.leases or candidate.pinned:
+                continue
+            victims.append(candidate)
+            freed += candidate.footprint
+        return victims if freed >= shortfall else None
+
+    def _no_room(self, entry: ModelEntry, need: int) -> InsufficientMemory:
+        held = sum(e.footprint for e in self._lru.values() if e.leases or e.pinned)
+        free = max(0, self.budget - self.used_bytes - self.freeing_bytes - self.reserved_bytes)
+        return InsufficientMemory(
+            f"model {entry.ref} needs {format_bytes(need)} but only {format_bytes(free)} of the "
+            f"{format_bytes(self.budget)} memory budget is free; {format_bytes(held)} is held by "
+            f"models in use or pinned and {format_bytes(self.reserved_bytes)} by loads under way",
+            retry_after=_MEMORY_RETRY_AFTER,
+        )
+
+    # -- unloading ------------------------------------------------------------------------------
+
+    def _begin_unload(self, entry: ModelEntry, reason: str) -> None:
+        entry.state, entry.reason = ModelState.UNLOADING, reason
+        entry.transition = asyncio.get_running_loop().create_future()
+        self._lru.pop(entry.ref.key, None)
+        self.used_bytes -= entry.footprint
+        self.freeing_bytes += entry.footprint
+        self._spawn(self._unload(entry))
+
+    async def _unload(self, entry: ModelEntry) -> None:
+        try:
+            await entry.drained.wait()
+            model, entry.model = entry.model, None
+            if model is not None:
+                await self._loader.unload(model)
+        except Exception:
+            log.exception("unloading %s failed; its memory may not have been returned", entry.ref)
+        finally:
+            self.freeing_bytes -= entry.footprint
+            entry.footprint = 0
+            entry.state = ModelState.UNAVAILABLE
+            self.stats.unloads += 1
+            self._finish_transition(entry)
+            log.info("%s: %s", entry.ref, entry.reason)
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _finish_transition(entry: ModelEntry) -> None:
+        if entry.transition is not None and not entry.transition.done():
+            entry.transition.set_result(None)
+        entry.transition = None
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _is_ready(entry: ModelEntry) -> bool:
+    # A function, not an inline check: the state changes across the awaits before it.
+    return entry.state is ModelState.READY
+
+
+def _footprint(model: LoadedModel, estimate: int, overlapped: bool) -> tuple[int, bool]:
+    """What to charge a loaded model, and whether that number is a trustworthy measurement."""
+    if model.reported_bytes is not None:
+        return model.reported_bytes, True
+    if not overlapped:
+        return model.measured_bytes, True
+    return max(estimate, 0), False
+
+
+def _as_load_error(ref: ModelRef, exc: BaseException) -> ModelhostError:
+    if isinstance(exc, InsufficientMemory):
+        return exc
+    if isinstance(exc, ModelhostError):
+        return type(exc)(f"model {ref} failed to load: {exc.message}")
+    return ModelLoadFailed(f"model {ref} failed to load: {type(exc).__name__}: {exc}")
+
+
+def _copy(error: ModelhostError, *, retry_after: float) -> ModelhostError:
+    """A fresh exception per waiter: one instance raised in many tasks tangles tracebacks."""
+    return type(error)(error.message, retry_after=max(retry_after, 0.001))

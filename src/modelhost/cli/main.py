@@ -1,0 +1,98 @@
+"""The ``modelhost`` command."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from modelhost.settings import Settings
+
+app = typer.Typer(
+    help="modelhost: serve big models to many users (Open Inference Protocol).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def build_settings(**overrides: Any) -> Settings:
+    """Settings from MODELHOST_* variables, with the options given on the command line on top."""
+    try:
+        return Settings(**{key: value for key, value in overrides.items() if value is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise typer.BadParameter(problems) from None
+
+
+@app.command()
+def serve(
+    model_repository: Annotated[
+        Path | None,
+        typer.Option(help="Folder of <name>/<version>/model.yaml [MODELHOST_MODEL_REPOSITORY]"),
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address [MODELHOST_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [MODELHOST_PORT]")] = None,
+    memory_budget: Annotated[
+        str | None,
+        typer.Option(help="Memory resident models may use, e.g. 8GiB [MODELHOST_MEMORY_BUDGET]"),
+    ] = None,
+    idle_unload_seconds: Annotated[
+        float | None,
+        typer.Option(help="Unload models idle this long [MODELHOST_IDLE_UNLOAD_SECONDS]"),
+    ] = None,
+    max_request_bytes: Annotated[
+        str | None, typer.Option(help="Largest request body [MODELHOST_MAX_REQUEST_BYTES]")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="[MODELHOST_LOG_LEVEL]")] = None,
+) -> None:
+    """Serve the models of a repository; models load on their first request."""
+    import uvicorn
+
+    from modelhost.app import create_app
+
+    settings = build_settings(
+        model_repository=model_repository,
+        host=host,
+        port=port,
+        memory_budget=memory_budget,
+        idle_unload_seconds=idle_unload_seconds,
+        max_request_bytes=max_request_bytes,
+        log_level=log_level,
+    )
+    if not settings.model_repository.is_dir():
+        raise typer.BadParameter(f"model repository {settings.model_repository} is not a folder")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=30,
+    )
+
+
+@app.command()
+def demo(
+    target: Annotated[Path, typer.Argument(help="Folder to write the demo models into")] = Path(
+        "demo-models"
+    ),
+) -> None:
+    """Build the demo models (an ONNX and a scikit-learn iris classifier) locally."""
+    from modelhost.demo_models import build_demo_models
+
+    names = build_demo_models(target)
+    typer.echo(f"wrote {', '.join(names)} to {target}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,61 @@
+"""The model repository extension: list the models with their states, load and unload them."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from modelhost.cache.entry import ModelState
+from modelhost.cache.model_cache import ModelCache
+from modelhost.registry.catalog import ModelCatalog
+
+
+@dataclass(frozen=True)
+class RepositoryEntry:
+    name: str
+    version: str
+    state: str
+    reason: str
+
+
+class RepositoryService:
+    """Operator-facing control of what is loaded; obeys the same cache rules as requests."""
+
+    def __init__(self, catalog: ModelCatalog, cache: ModelCache) -> None:
+        self.catalog = catalog
+        self.cache = cache
+
+    async def index(self, *, ready_only: bool = False) -> list[RepositoryEntry]:
+        await self.catalog.refresh()
+        listed: list[RepositoryEntry] = []
+        for name in self.catalog.names():
+            for record in self.catalog.versions(name):
+                entry = self.cache.entry(name, record.version)
+                if record.manifest is None:
+                    state, reason = ModelState.UNAVAILABLE, f"invalid model.yaml: {record.error}"
+                elif entry is None:
+                    state, reason = ModelState.UNAVAILABLE, "not loaded"
+                else:
+                    state, reason = entry.state, entry.reason
+                if ready_only and state is not ModelState.READY:
+                    continue
+                listed.append(RepositoryEntry(name, str(record.version), state.value, reason))
+        return listed
+
+    async def load(self, name: str, version: str | None = None) -> None:
+        await self.catalog.refresh()
+        await self.cache.load(self.catalog.resolve(name, version))
+
+    async def unload(self, name: str, version: str | None = None) -> None:
+        """Unload one version, or every loaded version of the model when none is named."""
+        if version is not None:
+            await self.cache.unload(self.catalog.resolve(name, version))
+            return
+        self.catalog.versions(name)  # 404 for an unknown model
+        loaded = [entry.ref for entry in self.cache.entries() if entry.name == name]
+        await asyncio.gather(*(self.cache.unload(ref) for ref in loaded))
+
+    def state(self, name: str, version: str | None) -> ModelState:
+        ref = self.catalog.resolve(name, version)
+        entry = self.cache.entry(ref.name, ref.version)
+        return entry.state if entry is not None else ModelState.UNAVAILABLE

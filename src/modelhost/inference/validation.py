@@ -1,0 +1,91 @@
+"""Requests checked against the model's manifest before the model runs, outputs after."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from modelhost.errors import InvalidTensor, ModelhostError
+from modelhost.inference.datatypes import NUMPY_DTYPES
+from modelhost.inference.types import RequestedOutput, Tensor
+from modelhost.registry.manifest import Manifest, TensorSpec
+from modelhost.runtimes.base import Tensors
+
+
+def check_inputs(inputs: list[Tensor], manifest: Manifest) -> Tensors:
+    """The request's tensors by name, once each matches its declared datatype and shape."""
+    given = {tensor.name: tensor for tensor in inputs}
+    declared = [spec.name for spec in manifest.inputs]
+    for name in given:
+        if manifest.input(name) is None:
+            raise InvalidTensor(f"unknown input {name!r}; the model takes {declared}")
+    batch_sizes: set[int] = set()
+    arrays: Tensors = {}
+    for spec in manifest.inputs:
+        tensor = given.get(spec.name)
+        if tensor is None:
+            raise InvalidTensor(f"missing input {spec.name!r}; the model takes {declared}")
+        if tensor.datatype != spec.datatype:
+            raise InvalidTensor(
+                f"input {spec.name!r} is {tensor.datatype}; the model takes {spec.datatype}"
+            )
+        _check_shape(spec, tensor.shape)
+        if manifest.max_batch_size and tensor.shape:
+            batch_sizes.add(tensor.shape[0])
+        arrays[spec.name] = tensor.data
+    if len(batch_sizes) > 1:
+        raise InvalidTensor(f"inputs disagree on the batch size: {sorted(batch_sizes)}")
+    if batch_sizes and max(batch_sizes) > manifest.max_batch_size:
+        raise InvalidTensor(
+            f"batch size {max(batch_sizes)} is over the model's max_batch_size "
+            f"{manifest.max_batch_size}"
+        )
+    return arrays
+
+
+def _check_shape(spec: TensorSpec, shape: tuple[int, ...]) -> None:
+    fits = len(shape) == len(spec.shape) and all(
+        want in (-1, got) for want, got in zip(spec.shape, shape, strict=True)
+    )
+    if not fits:
+        raise InvalidTensor(
+            f"input {spec.name!r} has shape {list(shape)}; the model takes {list(spec.shape)} "
+            "(-1: any size)"
+        )
+
+
+def check_requested(requested: list[RequestedOutput], manifest: Manifest) -> list[TensorSpec]:
+    """The outputs to return, in the order asked (all of them when none are named)."""
+    if not requested:
+        return list(manifest.outputs)
+    specs: list[TensorSpec] = []
+    for output in requested:
+        spec = manifest.output(output.name)
+        if spec is None:
+            raise InvalidTensor(
+                f"unknown output {output.name!r}; the model gives "
+                f"{[s.name for s in manifest.outputs]}"
+            )
+        specs.append(spec)
+    return specs
+
+
+def conform_outputs(outputs: Tensors, specs: list[TensorSpec], model: str) -> list[Tensor]:
+    """The model's outputs as the manifest declares them (a model that breaks it is a 500)."""
+    tensors: list[Tensor] = []
+    for spec in specs:
+        value = outputs.get(spec.name)
+        if value is None:
+            raise ModelhostError(f"model {model} returned no output {spec.name!r}")
+        array = np.asarray(value)
+        if spec.datatype == "BYTES":
+            if array.dtype != object:
+                array = array.astype(object)
+        elif array.dtype != NUMPY_DTYPES[spec.datatype]:
+            array = array.astype(NUMPY_DTYPES[spec.datatype])
+        if len(array.shape) != len(spec.shape):
+            raise ModelhostError(
+                f"model {model} returned {spec.name!r} with shape {list(array.shape)}; "
+                f"its model.yaml says {list(spec.shape)}"
+            )
+        tensors.append(Tensor(spec.name, spec.datatype, array))
+    return tensors

@@ -1,0 +1,55 @@
+"""The Runtime contract: how modelhost runs one framework's models.
+
+A runtime object holds one loaded copy (an *instance*) of one model version::
+
+    runtime = SomeRuntime(threads=2)
+    runtime.load(path, manifest)      # blocking: called in a worker thread
+    outputs = runtime.predict(inputs)  # blocking: called in a worker thread
+    runtime.unload()
+
+``predict`` takes and returns a mapping of tensor name to numpy array, the first dimension being
+the batch dimension when the manifest's ``max_batch_size`` is above zero. Inputs arrive already
+checked against the manifest (names, datatypes, shapes); outputs are checked and cast by the
+caller. ``thread_safe`` says whether one instance may run several ``predict`` calls at once; when
+it is False the caller never does that. ``threads`` is how many compute threads the instance may
+use: the caller divides the cores among instances so they don't oversubscribe them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from modelhost.registry.manifest import Manifest
+
+Tensors = dict[str, np.ndarray]
+
+
+class Runtime(ABC):
+    """One loaded instance of a model version."""
+
+    thread_safe: ClassVar[bool] = False
+
+    def __init__(self, threads: int = 1) -> None:
+        self.threads = max(1, threads)
+
+    @abstractmethod
+    def load(self, path: Path, manifest: Manifest) -> None:
+        """Load the version from its local folder. Raise to report a failed load."""
+
+    @abstractmethod
+    def predict(self, inputs: Tensors) -> Tensors:
+        """Run the model on a batch; return every output the manifest declares."""
+
+    def unload(self) -> None:  # noqa: B027 - most runtimes only need to drop references
+        """Release what ``load`` took; the object is not used again."""
+
+    def reported_bytes(self) -> int | None:
+        """Bytes this instance holds, for runtimes that can count them (tensor sizes).
+
+        None (the default) means: measure the process instead.
+        """
+        return None

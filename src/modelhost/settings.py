@@ -1,0 +1,48 @@
+"""Settings of a modelhost process, read from ``MODELHOST_*`` variables and overridden by the CLI.
+
+Nothing is built at import time: the CLI (or a test) builds a :class:`Settings` and hands it to
+``create_app``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from modelhost.units import parse_bytes
+
+ByteCount = Annotated[int, BeforeValidator(parse_bytes)]
+
+
+def _default_cores() -> int:
+    # The cores this process may run on (taskset, cgroup cpusets), not the machine's count.
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class Settings(BaseSettings):
+    """Every option of ``modelhost serve``; each is also ``MODELHOST_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELHOST_", extra="ignore")
+
+    model_repository: Path = Field(
+        default=Path("models"), description="Folder laid out as <name>/<version>/model.yaml."
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    memory_budget: ByteCount = Field(
+        default=parse_bytes("8GiB"), description="Bytes resident models may hold together."
+    )
+    idle_unload_seconds: float | None = Field(
+        default=None, gt=0, description="Unload a model nobody used for this long; unset: never."
+    )
+    max_request_bytes: ByteCount = Field(default=parse_bytes("64MiB"), gt=0)
+    load_retry_initial_seconds: float = Field(default=1.0, gt=0)
+    load_retry_max_seconds: float = Field(default=60.0, gt=0)
+    cores: int = Field(
+        default_factory=_default_cores, ge=1, description="Cores model threads may share."
+    )
+    log_level: str = "info"

@@ -1,0 +1,37 @@
+"""Shared fixtures: model repositories on disk and real server processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.models import write_demo_models, write_failing_model, write_identity_model
+from tests.support.server import ServerProcess
+
+
+@pytest.fixture(scope="session")
+def standard_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo models, an identity model over every datatype, and a model that fails to load."""
+    root = tmp_path_factory.mktemp("models")
+    write_demo_models(root)
+    write_identity_model(root)
+    write_failing_model(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def server(
+    standard_repository: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    log = tmp_path_factory.mktemp("logs") / "server.log"
+    with ServerProcess(standard_repository, log, args=["--max-request-bytes", "1MiB"]) as process:
+        yield process
+
+
+@pytest.fixture
+def client(server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30.0) as http:
+        yield http

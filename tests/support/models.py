@@ -1,0 +1,129 @@
+"""Real model files for the tests, written into a repository folder."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modelhost.demo_models import build_demo_models
+from modelhost.inference.datatypes import DATATYPES
+
+ALL_DATATYPES = sorted(DATATYPES)
+
+IDENTITY_CODE = """
+class Model:
+    def load(self, path):
+        self.path = path
+
+    def predict(self, inputs):
+        return {"OUT_" + name[3:]: value.copy() for name, value in inputs.items()}
+"""
+
+# A model that holds `megabytes` of real (touched) memory, checks it is intact on every call,
+# and appends a line to loads.log in its folder each time it loads.
+MEMORY_CODE = """
+import json, os, time
+import numpy as np
+
+class Model:
+    def load(self, path):
+        config = json.load(open(os.path.join(path, "config.json")))
+        self.delay = config.get("delay", 0.0)
+        time.sleep(config.get("load_delay", 0.0))
+        self.block = np.ones(config["megabytes"] * (1 << 20) // 8, dtype=np.float64)
+        self.expected = float(self.block.size)
+        with open(os.path.join(path, "loads.log"), "a") as log:
+            log.write(f"{os.getpid()} {time.time()}\\n")
+
+    def predict(self, inputs):
+        time.sleep(self.delay)
+        if self.block is None or float(self.block.sum()) != self.expected:
+            raise RuntimeError("model memory was released or corrupted under a request")
+        x = inputs["x"]
+        return {"y": x * 2}
+
+    def unload(self):
+        self.block = None
+"""
+
+FAILING_CODE = """
+class Model:
+    def load(self, path):
+        raise RuntimeError("weights file is corrupt (on purpose)")
+
+    def predict(self, inputs):
+        return inputs
+"""
+
+
+def write_version(root: Path, name: str, version: int, manifest: dict[str, Any]) -> Path:
+    version_dir = root / name / str(version)
+    version_dir.mkdir(parents=True, exist_ok=True)
+    (version_dir / "model.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    return version_dir
+
+
+def write_python_model(
+    root: Path, name: str, code: str, manifest: dict[str, Any], version: int = 1
+) -> Path:
+    version_dir = write_version(root, name, version, {"runtime": "python", **manifest})
+    (version_dir / "model.py").write_text(textwrap.dedent(code))
+    return version_dir
+
+
+def write_identity_model(root: Path, name: str = "identity") -> Path:
+    """One input and one output per V2 datatype: IN_<T> comes back as OUT_<T>."""
+    tensors = lambda prefix: [  # noqa: E731
+        {"name": f"{prefix}_{dt}", "datatype": dt, "shape": [-1, -1]} for dt in ALL_DATATYPES
+    ]
+    return write_python_model(
+        root, name, IDENTITY_CODE, {"inputs": tensors("IN"), "outputs": tensors("OUT")}
+    )
+
+
+def write_memory_model(
+    root: Path,
+    name: str,
+    megabytes: int,
+    *,
+    delay: float = 0.0,
+    load_delay: float = 0.0,
+    hint: bool = True,
+    version: int = 1,
+) -> Path:
+    manifest: dict[str, Any] = {
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1]}],
+        "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1]}],
+    }
+    if hint:
+        manifest["memory_bytes"] = megabytes << 20
+    version_dir = write_python_model(root, name, MEMORY_CODE, manifest, version)
+    (version_dir / "config.json").write_text(
+        json.dumps({"megabytes": megabytes, "delay": delay, "load_delay": load_delay})
+    )
+    return version_dir
+
+
+def load_count(version_dir: Path) -> int:
+    log = version_dir / "loads.log"
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def write_failing_model(root: Path, name: str = "broken") -> Path:
+    return write_python_model(
+        root,
+        name,
+        FAILING_CODE,
+        {
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1]}],
+            "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1]}],
+        },
+    )
+
+
+def write_demo_models(root: Path) -> list[str]:
+    return build_demo_models(root)

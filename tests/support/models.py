@@ -127,3 +127,81 @@ def write_failing_model(root: Path, name: str = "broken") -> Path:
 
 def write_demo_models(root: Path) -> list[str]:
     return build_demo_models(root)
+
+
+# Records how many predict calls overlap on one instance and across all instances of the model.
+CONCURRENCY_CODE = """
+import sys, threading, time
+import numpy as np
+
+class Model:
+    def load(self, path):
+        self.inside = 0
+        # Each instance imports this file as its own module; the count spans all of them.
+        self.shared = sys.__dict__.setdefault(
+            "_modelhost_test_" + path, {"lock": threading.Lock(), "running": 0, "peak": 0}
+        )
+
+    def predict(self, inputs):
+        shared = self.shared
+        self.inside += 1
+        if self.inside > 1:
+            raise RuntimeError("two threads inside one instance at once")
+        with shared["lock"]:
+            shared["running"] += 1
+            shared["peak"] = max(shared["peak"], shared["running"])
+        time.sleep(0.05)
+        with shared["lock"]:
+            shared["running"] -= 1
+            peak = shared["peak"]
+        self.inside -= 1
+        return {"peak": np.array([peak], dtype=np.int32)}
+"""
+
+
+def write_concurrency_model(root: Path, name: str, instances: int) -> Path:
+    return write_python_model(
+        root,
+        name,
+        CONCURRENCY_CODE,
+        {
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1]}],
+            "outputs": [{"name": "peak", "datatype": "INT32", "shape": [1]}],
+            "instances": instances,
+        },
+    )
+
+
+# Fails to load while its folder holds a file named "fail"; logs every attempt.
+FLAKY_CODE = """
+import os, time
+
+class Model:
+    def load(self, path):
+        with open(os.path.join(path, "attempts.log"), "a") as log:
+            log.write(f"{time.time()}\\n")
+        if os.path.exists(os.path.join(path, "fail")):
+            raise RuntimeError("storage hiccup (on purpose)")
+
+    def predict(self, inputs):
+        return {"y": inputs["x"]}
+"""
+
+
+def write_flaky_model(root: Path, name: str = "flaky") -> Path:
+    version_dir = write_python_model(
+        root,
+        name,
+        FLAKY_CODE,
+        {
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1]}],
+            "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1]}],
+        },
+    )
+    (version_dir / "fail").write_text("")
+    return version_dir
+
+
+def attempt_count(version_dir: Path) -> int:
+    log = version_dir / "attempts.log"
+    return len(log.read_text().splitlines()) if log.exists() else 0

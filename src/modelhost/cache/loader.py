@@ -12,6 +12,7 @@ import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from modelhost.cache.memory import process_rss, release_memory
 from modelhost.registry.catalog import ModelRef
@@ -37,6 +38,16 @@ class LoadedModel:
     @property
     def manifest(self) -> Manifest:
         return self.ref.manifest
+
+
+class Loader(Protocol):
+    """What the cache needs from a loader (the real one is :class:`ModelLoader`)."""
+
+    async def estimate_bytes(self, ref: ModelRef) -> int: ...
+
+    async def load(self, ref: ModelRef) -> LoadedModel: ...
+
+    async def unload(self, model: LoadedModel) -> None: ...
 
 
 class ModelLoader:

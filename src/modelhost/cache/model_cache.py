@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelhost.cache.entry import ModelEntry, ModelState
-from modelhost.cache.loader import LoadedModel, ModelLoader
+from modelhost.cache.loader import LoadedModel, Loader
 from modelhost.errors import InsufficientMemory, ModelhostError, ModelLoadFailed
 from modelhost.registry.catalog import ModelRef
 from modelhost.units import format_bytes
@@ -59,7 +59,7 @@ class ModelCache:
 
     def __init__(
         self,
-        loader: ModelLoader,
+        loader: Loader,
         *,
         budget: int,
         retry_initial: float = 1.0,
@@ -225,7 +225,7 @@ class ModelCache:
             if trusted:
                 entry.known_size = footprint
             if footprint > reserved:  # bigger than estimated: evict idle models to fit it now
-                await self._reserve(entry, footprint - reserved)
+                await self._reserve(entry, footprint - reserved, held=reserved)
                 reserved = footprint
         except BaseException as exc:
             self.reserved_bytes -= reserved
@@ -271,9 +271,10 @@ class ModelCache:
             log.warning("loading %s failed (%d in a row): %s", entry.ref, entry.failures, error)
         self._finish_transition(entry)
 
-    async def _reserve(self, entry: ModelEntry, need: int) -> None:
-        """Hold ``need`` bytes of the budget, evicting idle models (and waiting out their
-        unloads) to make room; raise InsufficientMemory if even that can't."""
+    async def _reserve(self, entry: ModelEntry, need: int, held: int = 0) -> None:
+        """Hold ``need`` more bytes of the budget (``held`` being already held for the same
+        load), evicting idle models and waiting out their unloads to make room; raise
+        InsufficientMemory if even that can't."""
         while True:
             if self.used_bytes + self.freeing_bytes + self.reserved_bytes + need <= self.budget:
                 self.reserved_bytes += need
@@ -282,7 +283,7 @@ class ModelCache:
             if shortfall > 0:
                 victims = self._pick_victims(shortfall, exclude=entry)
                 if victims is None:
-                    raise self._no_room(entry, need)
+                    raise self._no_room(entry, need, held)
                 for victim in victims:
                     self.stats.evictions += 1
                     self._begin_unload(victim, f"evicted to make room for {entry.ref}")
@@ -292,7 +293,7 @@ class ModelCache:
                 if e.state is ModelState.UNLOADING and e.transition is not None
             ]
             if not unloading:  # nothing left to wait for: the accounting says no
-                raise self._no_room(entry, need)
+                raise self._no_room(entry, need, held)
             await asyncio.wait(
                 [asyncio.shield(t) for t in unloading], return_when=asyncio.FIRST_COMPLETED
             )
@@ -309,13 +310,15 @@ class ModelCache:
             freed += candidate.footprint
         return victims if freed >= shortfall else None
 
-    def _no_room(self, entry: ModelEntry, need: int) -> InsufficientMemory:
-        held = sum(e.footprint for e in self._lru.values() if e.leases or e.pinned)
-        free = max(0, self.budget - self.used_bytes - self.freeing_bytes - self.reserved_bytes)
+    def _no_room(self, entry: ModelEntry, need: int, held: int) -> InsufficientMemory:
+        in_use = sum(e.footprint for e in self._lru.values() if e.leases or e.pinned)
+        free = self.budget - self.used_bytes - self.freeing_bytes - self.reserved_bytes + held
+        others_loading = self.reserved_bytes - held
         return InsufficientMemory(
-            f"model {entry.ref} needs {format_bytes(need)} but only {format_bytes(free)} of the "
-            f"{format_bytes(self.budget)} memory budget is free; {format_bytes(held)} is held by "
-            f"models in use or pinned and {format_bytes(self.reserved_bytes)} by loads under way",
+            f"model {entry.ref} needs {format_bytes(need + held)} but only "
+            f"{format_bytes(max(0, free))} of the {format_bytes(self.budget)} memory budget is "
+            f"free; {format_bytes(in_use)} is held by models in use or pinned and "
+            f"{format_bytes(others_loading)} by other loads under way",
             retry_after=_MEMORY_RETRY_AFTER,
         )
 

@@ -13,10 +13,13 @@ a stable machine-readable ``code``. The API layer turns any of them into
     │   ├── ModelNotFound (404 model_not_found)
     │   └── VersionNotFound (404 version_not_found)
     ├── PayloadTooLarge (413 payload_too_large)
+    ├── TooManyRequests (429 too_many_requests; Retry-After)
+    ├── DeadlineExceeded (504 deadline_exceeded)   dropped before it ran
     └── Unavailable (503 unavailable; may carry Retry-After)
         ├── ModelLoadFailed (503 model_load_failed)
         ├── InsufficientMemory (503 insufficient_memory)
         ├── RuntimeNotInstalled (503 runtime_not_installed)
+        ├── QueueFull (503 queue_full)
         └── ServerShuttingDown (503 shutting_down)
 """
 
@@ -70,6 +73,16 @@ class PayloadTooLarge(ModelhostError):
     code = "payload_too_large"
 
 
+class TooManyRequests(ModelhostError):
+    status = 429
+    code = "too_many_requests"
+
+
+class DeadlineExceeded(ModelhostError):
+    status = 504
+    code = "deadline_exceeded"
+
+
 class Unavailable(ModelhostError):
     status = 503
     code = "unavailable"
@@ -85,6 +98,10 @@ class InsufficientMemory(Unavailable):
 
 class RuntimeNotInstalled(Unavailable):
     code = "runtime_not_installed"
+
+
+class QueueFull(Unavailable):
+    code = "queue_full"
 
 
 class ServerShuttingDown(Unavailable):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from modelhost.cache.loader import ModelLoader
 from modelhost.cache.model_cache import ModelCache
 from modelhost.errors import ModelhostError
+from modelhost.inference.admission import InFlightLimiter
 from modelhost.inference.repository import RepositoryService
 from modelhost.inference.service import InferenceService
 from modelhost.registry.catalog import ModelCatalog
@@ -114,7 +115,12 @@ def build_services(settings: Settings) -> Services:
         catalog=catalog,
         cache=cache,
         loader=loader,
-        inference=InferenceService(catalog, cache),
+        inference=InferenceService(
+            catalog,
+            cache,
+            default_timeout=settings.request_timeout_seconds,
+            limiter=InFlightLimiter(settings.max_inflight_per_user),
+        ),
         repository=RepositoryService(catalog, cache),
         load_executor=load_executor,
         predict_executor=predict_executor,

@@ -40,6 +40,12 @@ class Settings(BaseSettings):
         default=None, gt=0, description="Unload a model nobody used for this long; unset: never."
     )
     max_request_bytes: ByteCount = Field(default=parse_bytes("64MiB"), gt=0)
+    request_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="Deadline of a request that sets none of its own."
+    )
+    max_inflight_per_user: int | None = Field(
+        default=None, ge=1, description="Requests one user may have in flight; unset: no limit."
+    )
     load_retry_initial_seconds: float = Field(default=1.0, gt=0)
     load_retry_max_seconds: float = Field(default=60.0, gt=0)
     cores: int = Field(

@@ -52,7 +52,32 @@ def header_int(request: Request, name: str) -> int | None:
     value = request.headers.get(name)
     if value is None:
         return None
-    try:
-        return int(value)
-    except ValueError:
-        raise BadRequest(f"header {name} must be an integer, got {value!r}") from None
+    if not (value.isascii() and value.isdigit()):
+        raise BadRequest(f"header {name} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+TIMEOUT_HEADER = "x-request-timeout-ms"
+
+
+def request_timeout(request: Request, parameters: dict[str, Any]) -> float | None:
+    """The request's own deadline in seconds: the ``timeout`` parameter (microseconds, as
+    tritonclient sends it) or the X-Request-Timeout-Ms header; the shorter wins."""
+    timeouts: list[float] = []
+    header = request.headers.get(TIMEOUT_HEADER)
+    if header is not None:
+        try:
+            milliseconds = float(header)
+        except ValueError:
+            milliseconds = -1.0
+        if not milliseconds > 0 or milliseconds == float("inf"):
+            raise BadRequest(
+                f"header X-Request-Timeout-Ms must be a positive number, got {header!r}"
+            )
+        timeouts.append(milliseconds / 1000)
+    parameter = parameters.get("timeout")
+    if parameter is not None:
+        if not isinstance(parameter, int) or isinstance(parameter, bool) or parameter <= 0:
+            raise BadRequest("parameters.timeout must be a positive integer of microseconds")
+        timeouts.append(parameter / 1_000_000)
+    return min(timeouts) if timeouts else None

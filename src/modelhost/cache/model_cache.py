@@ -31,7 +31,12 @@ from typing import Any
 
 from modelhost.cache.entry import ModelEntry, ModelState
 from modelhost.cache.loader import LoadedModel, Loader
-from modelhost.errors import InsufficientMemory, ModelhostError, ModelLoadFailed
+from modelhost.errors import (
+    DeadlineExceeded,
+    InsufficientMemory,
+    ModelhostError,
+    ModelLoadFailed,
+)
 from modelhost.registry.catalog import ModelRef
 from modelhost.units import format_bytes
 
@@ -95,8 +100,14 @@ class ModelCache:
         finally:
             self.release(entry)
 
-    async def acquire(self, ref: ModelRef, *, ignore_backoff: bool = False) -> ModelEntry:
-        """Lease ``ref``, loading it first if needed; pair with :meth:`release`."""
+    async def acquire(
+        self, ref: ModelRef, *, ignore_backoff: bool = False, deadline: float | None = None
+    ) -> ModelEntry:
+        """Lease ``ref``, loading it first if needed; pair with :meth:`release`.
+
+        ``deadline`` (event loop time) bounds the wait for a load or unload: past it the caller
+        gets DeadlineExceeded, while the load itself goes on for the requests after it.
+        """
         entry = self._entry(ref)
         if entry.state is ModelState.READY:
             self.stats.hits += 1
@@ -108,7 +119,7 @@ class ModelCache:
             state = entry.state
             if state is ModelState.UNLOADING:
                 assert entry.transition is not None
-                await asyncio.shield(entry.transition)
+                await _wait(entry.transition, deadline, f"{ref} to finish unloading")
                 continue
             if state is ModelState.UNAVAILABLE:
                 wait = entry.retry_at - self._clock()
@@ -119,7 +130,7 @@ class ModelCache:
             assert entry.transition is not None
             self._add_lease(entry)
             try:
-                await asyncio.shield(entry.transition)
+                await _wait(entry.transition, deadline, f"{ref} to load")
             except BaseException:
                 self.release(entry)
                 raise
@@ -360,6 +371,18 @@ class ModelCache:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+async def _wait(transition: asyncio.Future[None], deadline: float | None, what: str) -> None:
+    """Wait for a load or unload without cancelling it, at most until ``deadline``."""
+    if deadline is None:
+        await asyncio.shield(transition)
+        return
+    remaining = deadline - asyncio.get_running_loop().time()
+    try:
+        await asyncio.wait_for(asyncio.shield(transition), max(remaining, 0))
+    except TimeoutError:
+        raise DeadlineExceeded(f"the request's deadline passed while waiting for {what}") from None
 
 
 def _is_ready(entry: ModelEntry) -> bool:

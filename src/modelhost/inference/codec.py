@@ -138,7 +138,15 @@ def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> n
         )
     if count == 0:
         return np.empty(shape, dtype=target)
-    if array.dtype.kind not in _ACCEPTED_KINDS[target.kind]:
+    if target.kind in "iu" and array.dtype.kind in "fO":
+        # Integers past int64's range (UINT64's upper half) make numpy infer float64, which
+        # rounds them, or object: keep them as exact Python ints for the range check instead.
+        items = list(_flatten(data))
+        if all(type(item) is int for item in items):
+            array = np.array(items, dtype=object)
+    if array.dtype.kind not in _ACCEPTED_KINDS[target.kind] and not (
+        array.dtype.kind == "O" and target.kind in "iu"
+    ):
         raise InvalidTensor(f"input {name!r}: {datatype} data must be {_KIND_WORDS[target.kind]}")
     if target.kind in "iu":
         info = np.iinfo(target.name)

@@ -5,36 +5,89 @@ Transport-agnostic: routes hand it an :class:`InferenceRequest` and encode what 
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+from dataclasses import dataclass
+
+from modelhost.cache.loader import LoadedModel
 from modelhost.cache.model_cache import ModelCache
+from modelhost.inference.admission import InFlightLimiter
+from modelhost.inference.batching import ModelScheduler
 from modelhost.inference.types import InferenceRequest, InferenceResponse, Tensor
-from modelhost.inference.validation import check_inputs, check_requested, conform_outputs
+from modelhost.inference.validation import check_inputs, check_requested
 from modelhost.registry.catalog import ModelCatalog, ModelRef
-from modelhost.registry.manifest import TensorSpec
-from modelhost.runtimes.base import Runtime, Tensors
+
+ANONYMOUS = "anonymous"
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceOutcome:
+    """A response and how it was served (for usage records and metrics)."""
+
+    response: InferenceResponse
+    ref: ModelRef
+    batch_size: int
 
 
 class InferenceService:
-    """Resolves the model, checks the request, leases the model and runs it."""
+    """Resolves the model, checks the request, leases the model and queues it for a batch."""
 
-    def __init__(self, catalog: ModelCatalog, cache: ModelCache) -> None:
+    def __init__(
+        self,
+        catalog: ModelCatalog,
+        cache: ModelCache,
+        *,
+        default_timeout: float,
+        limiter: InFlightLimiter,
+    ) -> None:
         self._catalog = catalog
         self._cache = cache
+        self._default_timeout = default_timeout
+        self.limiter = limiter
+        # One scheduler per loaded model; it goes away with the model it was made for.
+        self._schedulers: weakref.WeakKeyDictionary[LoadedModel, ModelScheduler] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def resolve(self, name: str, version: str | None) -> ModelRef:
         """The model version a request names (raises 404/400 before its body is read)."""
         return self._catalog.resolve(name, version)
 
-    async def infer(self, request: InferenceRequest) -> InferenceResponse:
+    async def infer(
+        self,
+        request: InferenceRequest,
+        *,
+        timeout: float | None = None,
+        principal: str = ANONYMOUS,
+    ) -> InferenceOutcome:
         ref = self._catalog.resolve(request.model_name, request.model_version)
         # Everything about the request is checked before it can cause a load.
-        inputs = check_inputs(request.inputs, ref.manifest)
-        specs = check_requested(request.outputs, ref.manifest)
-        label = str(ref)
-        async with self._cache.lease(ref) as model:
-            outputs = await model.pool.call(lambda instance: _run(instance, inputs, specs, label))
-        return InferenceResponse(ref.name, str(ref.version), outputs, request.id)
+        manifest = ref.manifest
+        inputs = check_inputs(request.inputs, manifest)
+        specs = check_requested(request.outputs, manifest)
+        rows = next(iter(inputs.values())).shape[0] if manifest.max_batch_size else 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout if timeout is not None else self._default_timeout)
+        with self.limiter.admit(principal):
+            entry = await self._cache.acquire(ref, deadline=deadline)
+            try:
+                assert entry.model is not None
+                outputs, batch_size = await self.scheduler(entry.model).submit(
+                    inputs, rows, deadline
+                )
+            finally:
+                self._cache.release(entry)
+        tensors = [Tensor(spec.name, spec.datatype, outputs[spec.name]) for spec in specs]
+        response = InferenceResponse(ref.name, str(ref.version), tensors, request.id)
+        return InferenceOutcome(response, ref, batch_size)
 
+    def scheduler(self, model: LoadedModel) -> ModelScheduler:
+        scheduler = self._schedulers.get(model)
+        if scheduler is None:
+            scheduler = self._schedulers[model] = ModelScheduler(
+                model.pool, model.manifest, str(model.ref)
+            )
+        return scheduler
 
-def _run(instance: Runtime, inputs: Tensors, specs: list[TensorSpec], label: str) -> list[Tensor]:
-    # In the worker thread: casting big outputs is work the event loop should not do.
-    return conform_outputs(instance.predict(inputs), specs, label)
+    def schedulers(self) -> list[tuple[LoadedModel, ModelScheduler]]:
+        return list(self._schedulers.items())

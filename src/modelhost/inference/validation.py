@@ -69,9 +69,9 @@ def check_requested(requested: list[RequestedOutput], manifest: Manifest) -> lis
     return specs
 
 
-def conform_outputs(outputs: Tensors, specs: list[TensorSpec], model: str) -> list[Tensor]:
+def conform_outputs(outputs: Tensors, specs: list[TensorSpec], model: str) -> Tensors:
     """The model's outputs as the manifest declares them (a model that breaks it is a 500)."""
-    tensors: list[Tensor] = []
+    conformed: Tensors = {}
     for spec in specs:
         value = outputs.get(spec.name)
         if value is None:
@@ -87,5 +87,5 @@ def conform_outputs(outputs: Tensors, specs: list[TensorSpec], model: str) -> li
                 f"model {model} returned {spec.name!r} with shape {list(array.shape)}; "
                 f"its model.yaml says {list(spec.shape)}"
             )
-        tensors.append(Tensor(spec.name, spec.datatype, array))
-    return tensors
+        conformed[spec.name] = array
+    return conformed

@@ -80,7 +80,7 @@ class ModelCatalog:
         if version is None or version == "":
             record = records[max(records)]
         else:
-            number = int(version) if version.isdigit() else None
+            number = int(version) if version.isascii() and version.isdigit() else None
             if number is None or number not in records:
                 raise VersionNotFound(f"model {name!r} has no version {version!r}")
             record = records[number]

@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from modelhost.errors import InvalidManifest
 from modelhost.inference.datatypes import DATATYPES
@@ -50,7 +57,16 @@ class Batching(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_delay_ms: float = Field(default=2.0, ge=0)
+    max_delay_ms: float = Field(default=2.0, ge=0, le=10_000)
+    # A batch that reaches one of these sizes runs at once instead of waiting out the delay.
+    preferred_batch_sizes: tuple[int, ...] = ()
+
+    @field_validator("preferred_batch_sizes")
+    @classmethod
+    def _positive(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(size < 1 for size in value):
+            raise ValueError("preferred batch sizes are positive")
+        return tuple(sorted(set(value)))
 
 
 class Manifest(BaseModel):
@@ -67,6 +83,12 @@ class Manifest(BaseModel):
     pinned: bool = False
     memory_bytes: int = Field(default=0, ge=0)
     entry_point: str | None = None
+    # Requests waiting for this model beyond this many are refused at once (503).
+    max_queue_size: int = Field(default=256, ge=1)
+    # What the model is for, where an API depends on it: "embedding" serves /v1/embeddings.
+    task: str | None = None
+    # Runtime-specific settings (transformers: pooling, max_length; torch: init arguments).
+    parameters: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("inputs", "outputs")
     @classmethod
@@ -75,6 +97,15 @@ class Manifest(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError(f"tensor names must be unique, got {names}")
         return value
+
+    @model_validator(mode="after")
+    def _batching_fits(self) -> Manifest:
+        if self.batching is not None and self.max_batch_size == 0:
+            raise ValueError("batching needs max_batch_size above 0 (the batch dimension)")
+        sizes = self.batching.preferred_batch_sizes if self.batching else ()
+        if sizes and max(sizes) > self.max_batch_size:
+            raise ValueError("preferred_batch_sizes may not exceed max_batch_size")
+        return self
 
     def input(self, name: str) -> TensorSpec | None:
         return next((spec for spec in self.inputs if spec.name == name), None)

@@ -1,9 +1,9 @@
 """The instances of one loaded model version, and who may call which of them when.
 
-Every ``predict`` runs in a worker thread. A runtime that is not thread-safe gets one call at a
-time per instance; a thread-safe one gets ``calls_per_instance``. A call's slot is only given back
-when its thread is done, even if the request that started it was cancelled, so an instance is
-never entered twice and never unloaded under a running call.
+Every call runs in a worker thread. A runtime that is not thread-safe gets one call at a time
+per instance; a thread-safe one gets ``calls_per_instance``. A slot is only given back when its
+thread is done, even if the request that started it was cancelled, so an instance is never
+entered twice and never unloaded under a running call.
 """
 
 from __future__ import annotations
@@ -37,30 +37,34 @@ class InstancePool:
     def busy(self) -> int:
         return self.capacity - len(self._free)
 
+    @property
+    def has_free_slot(self) -> bool:
+        return bool(self._free) and not self._waiters
+
     async def call(self, work_on: Callable[[Runtime], T]) -> T:
         """Run ``work_on(instance)`` in a worker thread on a free instance."""
-        instance = await self._take()
+        return await self.run(await self.acquire(), work_on)
+
+    async def run(self, instance: Runtime, work_on: Callable[[Runtime], T]) -> T:
+        """Run ``work_on(instance)`` in a worker thread, then give the slot back."""
         loop = asyncio.get_running_loop()
         work = self._executor.submit(work_on, instance)
         try:
             result = await asyncio.wrap_future(work, loop=loop)
         except asyncio.CancelledError:
             if work.done():
-                self._give(instance)
+                self.release(instance)
             else:  # the thread is still running: the slot comes back when it ends
-                work.add_done_callback(lambda _: loop.call_soon_threadsafe(self._give, instance))
+                work.add_done_callback(lambda _: loop.call_soon_threadsafe(self.release, instance))
             raise
         except BaseException:
-            self._give(instance)
+            self.release(instance)
             raise
-        self._give(instance)
+        self.release(instance)
         return result
 
-    async def wait_idle(self) -> None:
-        """Return once no call is running (before unloading the instances)."""
-        await self._idle.wait()
-
-    async def _take(self) -> Runtime:
+    async def acquire(self) -> Runtime:
+        """A free call slot; pair with :meth:`release` (or hand it to :meth:`run`)."""
         if self._free and not self._waiters:
             self._idle.clear()
             return self._free.popleft()
@@ -70,12 +74,12 @@ class InstancePool:
             return await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
-                self._give(waiter.result())  # handed a slot just as we were cancelled
+                self.release(waiter.result())  # handed a slot just as we were cancelled
             else:
                 self._waiters.remove(waiter)
             raise
 
-    def _give(self, instance: Runtime) -> None:
+    def release(self, instance: Runtime) -> None:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -84,3 +88,7 @@ class InstancePool:
         self._free.append(instance)
         if len(self._free) == self.capacity:
             self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no call is running (before unloading the instances)."""
+        await self._idle.wait()

@@ -20,7 +20,7 @@ _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 def check_model_name(name: str) -> str:
     """Return ``name`` if it is a safe single path segment, else raise InvalidModelName."""
-    if not _MODEL_NAME.match(name) or ".." in name:
+    if not _MODEL_NAME.fullmatch(name) or ".." in name:
         raise InvalidModelName(
             f"invalid model name {name!r}: use 1-128 letters, digits, '_', '-' or '.', "
             "starting with a letter or digit"

@@ -29,7 +29,7 @@ class LocalModelStore(ModelStore):
             versions = sorted(
                 int(child.name)
                 for child in model_dir.iterdir()
-                if child.is_dir() and child.name.isdigit() and int(child.name) > 0
+                if child.is_dir() and _is_version(child.name)
             )
             if versions:
                 found[model_dir.name] = versions
@@ -61,3 +61,8 @@ class LocalModelStore(ModelStore):
 
 def _folder_size(path: Path) -> int:
     return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
+
+
+def _is_version(name: str) -> bool:
+    """Versions are positive integers written in ASCII digits ("²" is a digit to str.isdigit)."""
+    return name.isascii() and name.isdigit() and int(name) > 0

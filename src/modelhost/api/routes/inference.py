@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modelhost.api.requests import header_int, read_body, services_of
+from modelhost.api.requests import header_int, read_body, request_timeout, services_of
 from modelhost.inference.codec import HEADER_LENGTH, decode_request, encode_response
 
 
@@ -16,9 +16,11 @@ async def infer(request: Request) -> Response:
     services.inference.resolve(name, version)  # an unknown model is a 404 whatever the body
     body = await read_body(request, services.settings.max_request_bytes)
     inference_request = decode_request(body, header_int(request, HEADER_LENGTH), name, version)
-    response = await services.inference.infer(inference_request)
+    outcome = await services.inference.infer(
+        inference_request, timeout=request_timeout(request, inference_request.parameters)
+    )
     binary_default = inference_request.parameters.get("binary_data_output") is True
-    content, headers = encode_response(response, inference_request.outputs, binary_default)
+    content, headers = encode_response(outcome.response, inference_request.outputs, binary_default)
     return Response(content, headers=headers)
 
 

@@ -1,0 +1,326 @@
+"""Every bad request gets the right 4xx and a JSON ``{"error", "code"}``, and leaves no trace."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.support.server import ServerProcess
+
+HEADER = "Inference-Header-Content-Length"
+IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
+
+
+def assert_error(
+    response: httpx.Response, status: int, code: str | None = None, mentions: str | None = None
+) -> dict[str, str]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"error", "code"}, body
+    assert isinstance(body["error"], str) and body["error"]
+    assert isinstance(body["code"], str) and body["code"]
+    if code is not None:
+        assert body["code"] == code, body
+    if mentions is not None:
+        assert mentions in body["error"], body
+    return body
+
+
+def tensor(**overrides: Any) -> dict[str, Any]:
+    return {"name": "input", "datatype": "FP32", "shape": [1, 4], "data": IRIS_ROW, **overrides}
+
+
+def request(*inputs: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"inputs": list(inputs) or [tensor()], **extra}
+
+
+def one(datatype: str, data: Any) -> dict[str, Any]:
+    """A one-input request for the identity model (decoding fails before inputs are matched)."""
+    return {
+        "inputs": [{"name": f"IN_{datatype}", "datatype": datatype, "shape": [1, 2], "data": data}]
+    }
+
+
+ONNX, SKL, IDENT = "iris-onnx", "iris-sklearn", "identity"
+BR, IT = "bad_request", "invalid_tensor"
+R, T = request, tensor
+BATCH_65 = {"shape": [65, 4], "data": [IRIS_ROW] * 65}
+
+BAD_BODIES: dict[str, tuple[str, Any, str | None, str | None]] = {
+    # id: (model, body, code, words in the error); each is a 400
+    "malformed-json": (ONNX, b"{nope", BR, "not valid JSON"),
+    "empty-body": (ONNX, b"", BR, "not valid JSON"),
+    "nan-literal": (ONNX, b'{"inputs": [NaN]}', BR, "not valid JSON"),
+    "body-is-list": (ONNX, b"[1, 2]", BR, "JSON object"),
+    "body-is-string": (ONNX, b'"infer"', BR, "JSON object"),
+    "missing-inputs": (ONNX, {}, BR, "'inputs'"),
+    "inputs-not-list": (ONNX, {"inputs": {}}, BR, "'inputs'"),
+    "empty-inputs": (ONNX, {"inputs": []}, BR, "'inputs'"),
+    "input-not-object": (ONNX, {"inputs": [3]}, BR, "inputs[0]"),
+    "input-without-name": (ONNX, R(T(name="")), BR, "'name'"),
+    "id-not-string": (ONNX, R(id=7), BR, "'id'"),
+    "parameters-not-object": (ONNX, R(parameters=[1]), BR, "parameters"),
+    "outputs-not-list": (ONNX, R(outputs={}), BR, "'outputs'"),
+    "output-without-name": (ONNX, R(outputs=[{}]), BR, "outputs[0]"),
+    "binary-data-not-bool": (
+        ONNX, R(outputs=[{"name": "probabilities", "parameters": {"binary_data": 1}}]), BR,
+        "binary_data must be true or false",
+    ),
+    "wrong-shape": (ONNX, R(T(shape=[1, 3], data=IRIS_ROW[:3])), IT, "takes [-1, 4]"),
+    "wrong-rank": (ONNX, R(T(shape=[4])), IT, "has shape [4]"),
+    "shape-disagrees-with-data": (ONNX, R(T(shape=[2, 4])), IT, "needs 8 elements, got 4"),
+    "negative-dim": (ONNX, R(T(shape=[-1, 4])), IT, "non-negative integers"),
+    "shape-not-list": (ONNX, R(T(shape="1x4")), IT, "'shape'"),
+    "fp64-to-fp32": (ONNX, R(T(datatype="FP64")), IT, "is FP64; the model takes FP32"),
+    "fp32-to-fp64": (SKL, R(T()), IT, "is FP32; the model takes FP64"),
+    "unknown-datatype": (ONNX, R(T(datatype="FLOAT32")), IT, "unknown datatype 'FLOAT32'"),
+    "lowercase-datatype": (ONNX, R(T(datatype="fp32")), IT, "unknown datatype 'fp32'"),
+    "strings-for-fp32": (ONNX, R(T(data=["1", "2", "3", "4"])), IT, "FP32 data must be numbers"),
+    "null-in-data": (ONNX, R(T(data=[1, None, 3, 4])), IT, "input 'input'"),
+    "ragged-data": (ONNX, R(T(shape=[2, 2], data=[[1, 2], [3]])), IT, "regular array"),
+    "data-not-list": (ONNX, R(T(data="1,2,3,4")), IT, "'data' must be a list"),
+    "no-data": (ONNX, R({"name": "input", "datatype": "FP32", "shape": [1, 4]}), IT, "neither"),
+    "unknown-input": (ONNX, R(T(), T(name="extra")), IT, "unknown input 'extra'"),
+    "duplicate-input": (ONNX, R(T(), T()), IT, "repeat"),
+    "unknown-output": (ONNX, R(outputs=[{"name": "logits"}]), IT, "unknown output 'logits'"),
+    "onnx-batch-65": (ONNX, R(T(**BATCH_65)), IT, "over the model's max_batch_size 64"),
+    "sklearn-batch-65": (SKL, R(T(datatype="FP64", **BATCH_65)), IT, "max_batch_size 64"),
+    "missing-input": (IDENT, one("INT32", [1, 2]), IT, "missing input 'IN_BOOL'"),
+    "floats-for-int32": (IDENT, one("INT32", [1.5, 2]), IT, "INT32 data must be integers"),
+    "uint8-over-range": (IDENT, one("UINT8", [1, 256]), IT, "out of range for UINT8"),
+    "uint8-negative": (IDENT, one("UINT8", [-1, 0]), IT, "out of range for UINT8"),
+    "int8-over-range": (IDENT, one("INT8", [0, 128]), IT, "out of range for INT8"),
+    "ints-for-bool": (IDENT, one("BOOL", [1, 0]), IT, "BOOL data must be true/false"),
+    "ints-for-bytes": (IDENT, one("BYTES", [1, 0]), IT, "must be strings"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(BAD_BODIES))
+def test_bad_json_body(client: httpx.Client, case: str) -> None:
+    model, body, code, mentions = BAD_BODIES[case]
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = client.post(f"/v2/models/{model}/infer", content=content)
+    assert_error(response, 400, code, mentions)
+
+
+# -- binary tensors and Inference-Header-Content-Length -----------------------------------------
+
+FOUR = np.arange(8, dtype="<f4").tobytes()  # a [2, 4] FP32 tensor
+
+
+def binary(size: Any, blob: bytes, datatype: str = "FP32") -> tuple[str, bytes, bytes]:
+    """An iris-onnx request (FP32) or, for BYTES, an identity one, with one binary input."""
+    model, name, shape = (
+        (ONNX, "input", [2, 4]) if datatype == "FP32" else (IDENT, "IN_BYTES", [1, 2])
+    )
+    spec = {"name": name, "datatype": datatype, "shape": shape}
+    spec["parameters"] = {"binary_data_size": size}
+    return model, json.dumps({"inputs": [spec]}).encode(), blob
+
+
+def strings(*items: bytes) -> bytes:
+    return b"".join(struct.pack("<I", len(item)) + item for item in items)
+
+
+BAD_BINARY = {
+    # id: ((model, header, blob), words in the error)
+    "too-few-bytes": (binary(32, FOUR[:-4]), "only 28 bytes"),
+    "too-many-bytes": (binary(32, FOUR + b"\0" * 4), "4 bytes of binary data follow"),
+    "size-disagrees-with-shape": (binary(28, FOUR[:-4]), "needs 32 bytes, got 28"),
+    "size-negative": (binary(-1, FOUR), "binary_data_size must be a non-negative integer"),
+    "size-not-integer": (binary("32", FOUR), "binary_data_size must be a non-negative integer"),
+    "bytes-element-overruns": (
+        binary(13, struct.pack("<I", 99) + b"hello\0\0\0\0", "BYTES"), "says 99 bytes"
+    ),
+    "bytes-length-cut": (binary(11, strings(b"hello") + b"\0\0", "BYTES"), "inside an element"),
+    "bytes-too-few-elements": (binary(9, strings(b"hello"), "BYTES"), "needs 2 BYTES elements"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(BAD_BINARY))
+def test_bad_binary_tensor(client: httpx.Client, case: str) -> None:
+    (model, header, blob), mentions = BAD_BINARY[case]
+    headers = {HEADER: str(len(header)), "content-type": "application/octet-stream"}
+    response = client.post(f"/v2/models/{model}/infer", content=header + blob, headers=headers)
+    assert_error(response, 400, None, mentions)
+
+
+@pytest.mark.parametrize(
+    ("value", "mentions"),
+    [
+        ("abc", "must be a non-negative integer"),
+        ("", "must be a non-negative integer"),
+        ("1e2", "must be a non-negative integer"),
+        ("99999", "but the body has"),
+        ("-5", "must be a non-negative integer"),
+        ("10", "not valid JSON"),  # cuts the JSON header short
+        (None, "not valid JSON"),  # a binary body sent without the header
+    ],
+)
+def test_bad_header_length(client: httpx.Client, value: str | None, mentions: str) -> None:
+    _, header, blob = binary(32, FOUR)
+    headers = {"content-type": "application/octet-stream"}
+    if value is not None:
+        headers[HEADER] = value
+    response = client.post("/v2/models/iris-onnx/infer", content=header + blob, headers=headers)
+    assert_error(response, 400, "bad_request", mentions)
+
+
+# -- names, versions, routes --------------------------------------------------------------------
+
+
+def raw(server: ServerProcess, method: str, path: str, body: bytes = b"") -> httpx.Response:
+    """A request whose path goes out exactly as written (httpx would normalise dot segments)."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        connection.request(method, path, body=body)
+        answer = connection.getresponse()
+        headers = dict(answer.getheaders())
+        return httpx.Response(answer.status, headers=headers, content=answer.read())
+    finally:
+        connection.close()
+
+
+ENDPOINTS = [
+    ("GET", "/v2/models/{}"),
+    ("GET", "/v2/models/{}/ready"),
+    ("GET", "/v2/models/{}/config"),
+    ("GET", "/v2/models/{}/versions/1"),
+    ("POST", "/v2/models/{}/infer"),
+    ("POST", "/v2/repository/models/{}/load"),
+    ("POST", "/v2/repository/models/{}/unload"),
+]
+ODD_NAMES = [
+    "..%2F..%2Fetc",
+    "..",
+    ".",
+    "%2E%2E",
+    "..%5C..%5Cetc",
+    "a%20b",
+    "%00",
+    "na%24me",
+    "-x",
+    "_x",
+    "x" * 200,
+    "%C3%A9t%C3%A9",
+    "iris-onnx%00",
+    "iris-onnx%2F..",
+    "iris-onnx%3B",
+    "~root",
+]
+
+
+@pytest.mark.parametrize("name", ODD_NAMES)
+def test_odd_model_names_are_refused(server: ServerProcess, name: str) -> None:
+    body = json.dumps(request()).encode()
+    for method, template in ENDPOINTS:
+        response = raw(server, method, template.format(name), body if "infer" in template else b"")
+        assert 400 <= response.status_code < 500, (method, template, response.text)
+        assert set(response.json()) == {"error", "code"}
+
+
+def test_model_name_with_trailing_newline_is_invalid(server: ServerProcess) -> None:
+    """``$`` in the name pattern lets 'name\\n' through; it is no safe path segment."""
+    response = raw(server, "GET", "/v2/models/iris-onnx%0A")
+    assert_error(response, 400, "invalid_model_name")
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_unknown_model_is_404(client: httpx.Client, method: str) -> None:
+    path = "/v2/models/no-such-model" + ("/infer" if method == "POST" else "")
+    response = client.request(method, path, content=b"{not even json")
+    assert_error(response, 404, "model_not_found", "no-such-model")
+
+
+def version_paths(version: str) -> list[tuple[str, str]]:
+    base = f"/v2/models/iris-onnx/versions/{version}"
+    return [("GET", base), ("GET", f"{base}/ready"), ("GET", f"{base}/config"),
+            ("POST", f"{base}/infer")]  # fmt: skip
+
+
+@pytest.mark.parametrize("version", ["2", "0", "-1", "abc", "1.0", "%201", "1%0A"])
+def test_unknown_version_is_404(server: ServerProcess, version: str) -> None:
+    body = json.dumps(request()).encode()
+    for method, path in version_paths(version):
+        assert_error(raw(server, method, path, body), 404, "version_not_found")
+
+
+@pytest.mark.parametrize("version", ["%C2%B2", "%D9%A1"], ids=["superscript-2", "arabic-1"])
+def test_non_ascii_digit_version_is_404(server: ServerProcess, version: str) -> None:
+    """str.isdigit() says yes to '²' (int() then fails: a 500) and to '١' (served as 1)."""
+    body = json.dumps(request()).encode()
+    for method, path in version_paths(version):
+        assert_error(raw(server, method, path, body), 404, "version_not_found")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "mentions"),
+    [
+        ("/v2/repository/index", b"[]", "JSON object"),
+        ("/v2/repository/index", b'{"ready": "yes"}', "'ready'"),
+        ("/v2/repository/models/iris-onnx/load", b"{oops", "not valid JSON"),
+        ("/v2/repository/models/iris-onnx/load", b'{"parameters": 3}', "'parameters'"),
+        ("/v2/repository/models/iris-onnx/load", b'{"parameters": {"version": [1]}}', "version"),
+    ],
+)
+def test_bad_repository_requests(
+    client: httpx.Client, path: str, body: bytes, mentions: str
+) -> None:
+    assert_error(client.post(path, content=body), 400, "bad_request", mentions)
+
+
+# -- size limits (the server runs with --max-request-bytes 1MiB) ---------------------------------
+
+OVERSIZE = json.dumps(request(padding="x" * (1 << 20))).encode()
+
+
+def chunks(data: bytes, size: int = 64 << 10) -> Iterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_oversize_body_is_413(client: httpx.Client, chunked: bool) -> None:
+    content = chunks(OVERSIZE) if chunked else OVERSIZE
+    response = client.post("/v2/models/iris-onnx/infer", content=content)
+    assert_error(response, 413, "payload_too_large")
+
+
+# -- and afterwards -----------------------------------------------------------------------------
+
+
+def test_bad_requests_do_not_load_a_model(client: httpx.Client) -> None:
+    """Everything is checked before a load: a stream of bad requests never loads the model."""
+    assert client.post("/v2/repository/models/iris-sklearn/unload").status_code == 200
+    try:
+        loads = client.get("/api/v1/cache").json()["stats"]["loads"]
+        for case in ("fp32-to-fp64", "sklearn-batch-65"):
+            _, body, code, mentions = BAD_BODIES[case]
+            response = client.post("/v2/models/iris-sklearn/infer", json=body)
+            assert_error(response, 400, code, mentions)
+        bad = request(tensor(datatype="FP64"), outputs=[{"name": "nope"}])
+        assert_error(client.post("/v2/models/iris-sklearn/infer", json=bad), 400)
+        assert client.get("/api/v1/cache").json()["stats"]["loads"] == loads
+        assert_error(client.get("/v2/models/iris-sklearn/ready"), 400, "not_ready")
+    finally:
+        assert client.post("/v2/repository/models/iris-sklearn/load").status_code == 200
+
+
+def test_server_is_healthy_after_bad_requests(client: httpx.Client) -> None:
+    assert client.get("/v2/health/live").json() == {"live": True}
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+    good = client.post("/v2/models/iris-onnx/infer", json=request())
+    assert good.status_code == 200, good.text
+    assert good.json()["outputs"][0]["shape"] == [1, 3]
+    cache = client.get("/api/v1/cache").json()
+    assert cache["reserved_bytes"] == 0
+    assert all(model["leases"] == 0 for model in cache["models"]), cache["models"]
+    assert all(model["state"] in ("READY", "UNAVAILABLE") for model in cache["models"])

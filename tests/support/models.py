@@ -205,3 +205,42 @@ def write_flaky_model(root: Path, name: str = "flaky") -> Path:
 def attempt_count(version_dir: Path) -> int:
     log = version_dir / "attempts.log"
     return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+# Sleeps `delay` seconds per call and logs every call with its batch size.
+SLOW_CODE = '''
+import json, os, time
+
+class Model:
+    def load(self, path):
+        self.path = path
+        self.delay = json.load(open(os.path.join(path, "config.json")))["delay"]
+
+    def predict(self, inputs):
+        x = inputs["x"]
+        with open(os.path.join(self.path, "calls.log"), "a") as log:
+            log.write(f"{x.shape[0]}\\n")
+        time.sleep(self.delay)
+        return {"y": x + 1}
+'''
+
+
+def write_slow_model(
+    root: Path, name: str, delay: float, *, max_queue_size: int = 256, batching: bool = False
+) -> Path:
+    manifest: dict[str, Any] = {
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, -1]}],
+        "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, -1]}],
+        "max_batch_size": 16,
+        "max_queue_size": max_queue_size,
+    }
+    if batching:
+        manifest["batching"] = {"max_delay_ms": 5}
+    version_dir = write_python_model(root, name, SLOW_CODE, manifest)
+    (version_dir / "config.json").write_text(json.dumps({"delay": delay}))
+    return version_dir
+
+
+def call_sizes(version_dir: Path) -> list[int]:
+    log = version_dir / "calls.log"
+    return [int(line) for line in log.read_text().split()] if log.exists() else []

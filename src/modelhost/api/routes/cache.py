@@ -14,7 +14,18 @@ from modelhost.cache.memory import process_rss
 
 
 async def cache_state(request: Request) -> Response:
-    cache = services_of(request).cache
+    services = services_of(request)
+    cache = services.cache
+    queues = {
+        model.ref.key: {
+            "queue_depth": scheduler.queue_depth,
+            "batches": scheduler.stats.batches,
+            "requests": scheduler.stats.requests,
+            "expired": scheduler.stats.expired,
+            "rejected": scheduler.stats.rejected,
+        }
+        for model, scheduler in services.inference.schedulers()
+    }
     models = [
         {
             "name": entry.name,
@@ -25,6 +36,7 @@ async def cache_state(request: Request) -> Response:
             "measured_bytes": entry.known_size,
             "leases": entry.leases,
             "pinned": entry.pinned,
+            "scheduler": queues.get(entry.ref.key),
         }
         for entry in cache.entries()
     ]

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 
 from modelhost.api.errors import EXCEPTION_HANDLERS
-from modelhost.api.routes import cache, health, inference, models, repository
+from modelhost.api.routes import cache, health, inference, models, openai, repository
 from modelhost.services import build_services
 from modelhost.settings import Settings
 
@@ -31,6 +31,7 @@ def create_app(settings: Settings) -> Starlette:
             *models.routes,
             *repository.routes,
             *cache.routes,
+            *openai.routes,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

@@ -208,7 +208,7 @@ def attempt_count(version_dir: Path) -> int:
 
 
 # Sleeps `delay` seconds per call and logs every call with its batch size.
-SLOW_CODE = '''
+SLOW_CODE = """
 import json, os, time
 
 class Model:
@@ -222,7 +222,7 @@ class Model:
             log.write(f"{x.shape[0]}\\n")
         time.sleep(self.delay)
         return {"y": x + 1}
-'''
+"""
 
 
 def write_slow_model(
@@ -244,3 +244,43 @@ def write_slow_model(
 def call_sizes(version_dir: Path) -> list[int]:
     log = version_dir / "calls.log"
     return [int(line) for line in log.read_text().split()] if log.exists() else []
+
+
+# A deterministic "embedding" of texts: the first 8 bytes' values, normalized; and token counts.
+HASH_EMBEDDING_CODE = """
+import numpy as np
+
+class Model:
+    def load(self, path):
+        pass
+
+    def predict(self, inputs):
+        texts = inputs["text"]
+        vectors = np.zeros((len(texts), 8), dtype=np.float32)
+        for row, text in enumerate(texts):
+            data = (bytes(text) + b"\\x01" * 8)[:8]
+            vectors[row] = np.frombuffer(data, dtype=np.uint8)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        counts = np.array([len(bytes(t).split()) for t in texts], dtype=np.int64)
+        return {"embedding": vectors, "token_count": counts}
+"""
+
+
+def write_hash_embedding_model(
+    root: Path, name: str = "hash-embed", max_batch_size: int = 4
+) -> Path:
+    return write_python_model(
+        root,
+        name,
+        HASH_EMBEDDING_CODE,
+        {
+            "task": "embedding",
+            "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
+            "outputs": [
+                {"name": "embedding", "datatype": "FP32", "shape": [-1, 8]},
+                {"name": "token_count", "datatype": "INT64", "shape": [-1]},
+            ],
+            "max_batch_size": max_batch_size,
+            "batching": {"max_delay_ms": 2},
+        },
+    )

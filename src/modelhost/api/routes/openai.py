@@ -1,0 +1,111 @@
+"""``POST /v1/embeddings``: the OpenAI embeddings API, so OpenAI SDK users call modelhost as is.
+
+It serves models whose model.yaml says ``task: embedding`` (one BYTES input of texts, the first
+output the embeddings) through the same inference service as V2 requests: same cache, batcher,
+deadlines and limits. Inputs beyond the model's max_batch_size are split into several requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any
+
+import numpy as np
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from modelhost.api.requests import read_json_object, request_timeout, services_of
+from modelhost.api.responses import json_response
+from modelhost.errors import BadRequest
+from modelhost.inference.types import InferenceRequest, RequestedOutput, Tensor
+from modelhost.registry.manifest import Manifest
+
+TOKEN_COUNT_OUTPUT = "token_count"
+
+
+async def embeddings(request: Request) -> Response:
+    services = services_of(request)
+    body = await read_json_object(request, services.settings.max_request_bytes)
+    name = body.get("model")
+    if not isinstance(name, str) or not name:
+        raise BadRequest("'model' must name an embedding model")
+    texts = _texts(body.get("input"))
+    encoding = body.get("encoding_format", "float")
+    if encoding not in ("float", "base64"):
+        raise BadRequest("'encoding_format' must be 'float' or 'base64'")
+    if body.get("dimensions") is not None:
+        raise BadRequest("'dimensions' is not supported: the model's size is fixed")
+    ref = services.inference.resolve(name, None)
+    manifest = ref.manifest
+    _check_embedding_model(name, manifest)
+
+    step = manifest.max_batch_size or 1
+    chunks = [texts[i : i + step] for i in range(0, len(texts), step)]
+    timeout = request_timeout(request, {})
+    outcomes = await asyncio.gather(
+        *(
+            services.inference.infer(_request(name, manifest, chunk), timeout=timeout)
+            for chunk in chunks
+        )
+    )
+    vectors: list[np.ndarray] = []
+    tokens = 0
+    for outcome in outcomes:
+        outputs = {tensor.name: tensor.data for tensor in outcome.response.outputs}
+        vectors.extend(np.asarray(outputs[manifest.outputs[0].name], dtype=np.float32))
+        if TOKEN_COUNT_OUTPUT in outputs:
+            tokens += int(outputs[TOKEN_COUNT_OUTPUT].sum())
+    data = [
+        {"object": "embedding", "index": index, "embedding": _encode(vector, encoding)}
+        for index, vector in enumerate(vectors)
+    ]
+    return json_response(
+        {
+            "object": "list",
+            "data": data,
+            "model": name,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
+
+
+def _texts(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+        return value
+    raise BadRequest("'input' must be a string or a non-empty list of strings")
+
+
+def _check_embedding_model(name: str, manifest: Manifest) -> None:
+    if manifest.task != "embedding":
+        raise BadRequest(
+            f"model {name!r} is not an embedding model (its task is {manifest.task!r})"
+        )
+    if len(manifest.inputs) != 1 or manifest.inputs[0].datatype != "BYTES":
+        raise BadRequest(f"model {name!r} does not take one BYTES input of texts")
+
+
+def _request(name: str, manifest: Manifest, texts: list[str]) -> InferenceRequest:
+    array = np.empty(len(texts), dtype=object)
+    array[:] = [text.encode("utf-8") for text in texts]
+    wanted = [RequestedOutput(manifest.outputs[0].name)]
+    if manifest.output(TOKEN_COUNT_OUTPUT) is not None:
+        wanted.append(RequestedOutput(TOKEN_COUNT_OUTPUT))
+    return InferenceRequest(
+        model_name=name,
+        model_version=None,
+        inputs=[Tensor(manifest.inputs[0].name, "BYTES", array)],
+        outputs=wanted,
+    )
+
+
+def _encode(vector: np.ndarray, encoding: str) -> Any:
+    if encoding == "base64":
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+    return vector
+
+
+routes = [Route("/v1/embeddings", embeddings, methods=["POST"])]

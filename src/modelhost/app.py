@@ -5,27 +5,36 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from starlette.applications import Starlette
+from fastapi import FastAPI
+from starlette.middleware import Middleware
 
+from modelhost import __version__
 from modelhost.api.errors import EXCEPTION_HANDLERS
-from modelhost.api.routes import cache, health, inference, models, openai, repository
+from modelhost.api.routes import cache, health, inference, models, openai, registry, repository
+from modelhost.api.routes import usage as usage_routes
+from modelhost.api.routes import users as user_routes
+from modelhost.auth.middleware import PUBLIC_PATHS, AuthMiddleware
 from modelhost.services import build_services
 from modelhost.settings import Settings
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings) -> FastAPI:
     services = build_services(settings)
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await services.start()
         try:
             yield
         finally:
             await services.stop()
 
-    app = Starlette(
+    app = FastAPI(
+        title="modelhost",
+        version=__version__,
         routes=[
+            # The Open Inference Protocol's routes are plain Starlette: no per-request
+            # dependency solving on the hot path.
             *health.routes,
             *inference.routes,
             *models.routes,
@@ -34,7 +43,18 @@ def create_app(settings: Settings) -> Starlette:
             *openai.routes,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[
+            Middleware(
+                AuthMiddleware,
+                authenticator=services.authenticator,
+                public_paths=PUBLIC_PATHS,
+            )
+        ],
         lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
     )
+    for router in (registry.router, user_routes.router, usage_routes.router):
+        app.include_router(router)
     app.state.services = services
     return app

@@ -9,9 +9,12 @@ a stable machine-readable ``code``. The API layer turns any of them into
     │   ├── InvalidTensor (400 invalid_tensor)
     │   ├── InvalidModelName (400 invalid_model_name)
     │   └── InvalidManifest (400 invalid_manifest)   a model.yaml that does not parse
+    ├── Unauthorized (401 unauthorized)
+    ├── Forbidden (403 forbidden)
     ├── NotFound (404 not_found)
     │   ├── ModelNotFound (404 model_not_found)
     │   └── VersionNotFound (404 version_not_found)
+    ├── Conflict (409 conflict)
     ├── PayloadTooLarge (413 payload_too_large)
     ├── TooManyRequests (429 too_many_requests; Retry-After)
     ├── DeadlineExceeded (504 deadline_exceeded)   dropped before it ran
@@ -53,6 +56,21 @@ class InvalidModelName(BadRequest):
 
 class InvalidManifest(BadRequest):
     code = "invalid_manifest"
+
+
+class Unauthorized(ModelhostError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ModelhostError):
+    status = 403
+    code = "forbidden"
+
+
+class Conflict(ModelhostError):
+    status = 409
+    code = "conflict"
 
 
 class NotFound(ModelhostError):

@@ -8,15 +8,26 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from modelhost.auth.authenticator import Authenticator
+from modelhost.auth.quotas import Limits, LocalQuotas, Quotas, RedisQuotas
 from modelhost.cache.loader import ModelLoader
 from modelhost.cache.model_cache import ModelCache
+from modelhost.db.engine import create_engine
+from modelhost.db.migrate import upgrade
+from modelhost.db.registry import RegistryStore
+from modelhost.db.usage import UsageStore
+from modelhost.db.usage_writer import UsageWriter
+from modelhost.db.users import UserStore
 from modelhost.errors import ModelhostError
-from modelhost.inference.admission import InFlightLimiter
 from modelhost.inference.repository import RepositoryService
 from modelhost.inference.service import InferenceService
 from modelhost.registry.catalog import ModelCatalog
+from modelhost.registry.sync import RegistrySync
 from modelhost.runtimes.factory import runtime_class
 from modelhost.settings import Settings
+from modelhost.storage.base import ModelStore
 from modelhost.storage.local import LocalModelStore
 
 log = logging.getLogger(__name__)
@@ -27,22 +38,36 @@ class Services:
     """Everything a running server holds; built by :func:`build_services`."""
 
     settings: Settings
+    engine: AsyncEngine
+    store: ModelStore
     catalog: ModelCatalog
+    sync: RegistrySync
     cache: ModelCache
     loader: ModelLoader
     inference: InferenceService
     repository: RepositoryService
+    users: UserStore
+    usage: UsageStore
+    usage_writer: UsageWriter
+    authenticator: Authenticator | None
+    quotas: Quotas
     load_executor: ThreadPoolExecutor
     predict_executor: ThreadPoolExecutor
     ready: bool = False
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
-        await self.catalog.refresh()
+        if self.settings.db_auto_migrate:
+            await upgrade(self.engine)
+        if self.authenticator is None:
+            log.warning("MODELHOST_AUTH=disabled: anyone who can reach this server is an admin")
+        await self.sync.rescan()
+        self.usage_writer.start()
         await self._import_runtimes()
         await self._load_pinned()
+        self._spawn(self.sync.run_periodically(self.settings.registry_refresh_seconds))
         if self.settings.idle_unload_seconds:
-            self._background.append(asyncio.create_task(self._unload_idle_models()))
+            self._spawn(self._unload_idle_models(self.settings.idle_unload_seconds))
         self.ready = True
 
     async def stop(self) -> None:
@@ -52,8 +77,15 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.cache.close()
+        await self.usage_writer.close()
+        if isinstance(self.quotas, RedisQuotas):
+            await self.quotas.close()
+        await self.engine.dispose()
         self.predict_executor.shutdown(wait=True)
         self.load_executor.shutdown(wait=True)
+
+    def _spawn(self, coro: object) -> None:
+        self._background.append(asyncio.get_running_loop().create_task(coro))  # type: ignore[arg-type]
 
     async def _import_runtimes(self) -> None:
         # Import the frameworks the repository uses now, so the memory an import takes is not
@@ -82,17 +114,16 @@ class Services:
                 except ModelhostError as exc:
                     log.error("pinned model %s/%s did not load: %s", name, record.version, exc)
 
-    async def _unload_idle_models(self) -> None:
-        idle = self.settings.idle_unload_seconds
-        assert idle is not None
+    async def _unload_idle_models(self, idle: float) -> None:
         while True:
             await asyncio.sleep(min(max(idle / 4, 0.05), 5.0))
             self.cache.unload_idle(idle)
 
 
 def build_services(settings: Settings) -> Services:
-    store = LocalModelStore(settings.model_repository)
-    catalog = ModelCatalog(store)
+    store: ModelStore = LocalModelStore(settings.model_repository)
+    engine = create_engine(settings)
+    catalog = ModelCatalog()
     load_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="modelhost-load")
     # Enough threads for every model's call slots to be busy at once on a few models.
     predict_executor = ThreadPoolExecutor(
@@ -110,18 +141,39 @@ def build_services(settings: Settings) -> Services:
         retry_initial=settings.load_retry_initial_seconds,
         retry_max=settings.load_retry_max_seconds,
     )
+    sync = RegistrySync(store, RegistryStore(engine), catalog, cache)
+    users = UserStore(engine)
+    usage = UsageStore(engine)
+    limits = Limits(settings.default_requests_per_minute, settings.max_inflight_per_user)
+    quotas: Quotas = (
+        RedisQuotas(settings.redis_url, limits) if settings.redis_url else LocalQuotas(limits)
+    )
     return Services(
         settings=settings,
+        engine=engine,
+        store=store,
         catalog=catalog,
+        sync=sync,
         cache=cache,
         loader=loader,
         inference=InferenceService(
-            catalog,
-            cache,
-            default_timeout=settings.request_timeout_seconds,
-            limiter=InFlightLimiter(settings.max_inflight_per_user),
+            catalog, cache, default_timeout=settings.request_timeout_seconds, quotas=quotas
         ),
-        repository=RepositoryService(catalog, cache),
+        repository=RepositoryService(catalog, cache, sync),
+        users=users,
+        usage=usage,
+        usage_writer=UsageWriter(
+            usage,
+            settings.usage_journal,
+            flush_seconds=settings.usage_flush_seconds,
+            batch_size=settings.usage_batch_size,
+        ),
+        authenticator=(
+            Authenticator(users, cache_seconds=settings.auth_cache_seconds)
+            if settings.auth == "enabled"
+            else None
+        ),
+        quotas=quotas,
         load_executor=load_executor,
         predict_executor=predict_executor,
     )

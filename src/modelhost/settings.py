@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,7 +44,10 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="Deadline of a request that sets none of its own."
     )
     max_inflight_per_user: int | None = Field(
-        default=None, ge=1, description="Requests one user may have in flight; unset: no limit."
+        default=None, ge=1, description="Requests one API key may have in flight; unset: no limit."
+    )
+    default_requests_per_minute: int | None = Field(
+        default=None, ge=1, description="Requests an API key may make a minute; unset: no limit."
     )
     load_retry_initial_seconds: float = Field(default=1.0, gt=0)
     load_retry_max_seconds: float = Field(default=60.0, gt=0)
@@ -52,3 +55,32 @@ class Settings(BaseSettings):
         default_factory=_default_cores, ge=1, description="Cores model threads may share."
     )
     log_level: str = "info"
+
+    # -- the database: users, API keys, the model registry, usage records
+    database_url: str = Field(
+        default="sqlite:///./modelhost.db", description="sqlite:///FILE or postgresql://..."
+    )
+    db_auto_migrate: bool = Field(default=True, description="Run migrations when serve starts.")
+    db_pool_size: int = Field(default=5, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    db_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    db_command_timeout_seconds: float = Field(default=10.0, gt=0)
+    registry_refresh_seconds: float = Field(
+        default=5.0, gt=0, description="How often a replica re-reads the registry."
+    )
+
+    # -- access
+    auth: Literal["enabled", "disabled"] = "enabled"
+    auth_cache_seconds: float = Field(
+        default=5.0, ge=0, description="How long a key lookup is reused (revocations elsewhere)."
+    )
+    redis_url: str | None = Field(default=None, description="Share quota counters across replicas.")
+
+    # -- usage records
+    usage_journal: Path = Field(
+        default=Path("modelhost-usage.journal"),
+        description="Where usage records wait while the database is unreachable.",
+    )
+    usage_flush_seconds: float = Field(default=0.5, gt=0)
+    usage_batch_size: int = Field(default=500, ge=1)

@@ -36,7 +36,16 @@ class ServerProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        environment = {**os.environ, **(env or {})}
+        state = log_path.parent / f"state-{self.port}"
+        state.mkdir(parents=True, exist_ok=True)
+        # Each server gets its own database and journal; auth is off unless a test turns it on.
+        defaults = {
+            "MODELHOST_DATABASE_URL": f"sqlite:///{state}/modelhost.db",
+            "MODELHOST_USAGE_JOURNAL": str(state / "usage.journal"),
+            "MODELHOST_AUTH": "disabled",
+        }
+        self.state_dir = state
+        environment = {**os.environ, **defaults, **(env or {})}
         if python_path:
             environment["PYTHONPATH"] = os.pathsep.join(str(p) for p in python_path)
         command = [

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from modelhost.cache.entry import ModelState
 from modelhost.cache.model_cache import ModelCache
 from modelhost.registry.catalog import ModelCatalog
+from modelhost.registry.sync import RegistrySync
 
 
 @dataclass(frozen=True)
@@ -21,12 +22,13 @@ class RepositoryEntry:
 class RepositoryService:
     """Operator-facing control of what is loaded; obeys the same cache rules as requests."""
 
-    def __init__(self, catalog: ModelCatalog, cache: ModelCache) -> None:
+    def __init__(self, catalog: ModelCatalog, cache: ModelCache, sync: RegistrySync) -> None:
         self.catalog = catalog
         self.cache = cache
+        self.sync = sync
 
     async def index(self, *, ready_only: bool = False) -> list[RepositoryEntry]:
-        await self.catalog.refresh()
+        await self.sync.rescan()  # like Triton: the index reflects the repository as it is now
         listed: list[RepositoryEntry] = []
         for name in self.catalog.names():
             for record in self.catalog.versions(name):
@@ -43,7 +45,7 @@ class RepositoryService:
         return listed
 
     async def load(self, name: str, version: str | None = None) -> None:
-        await self.catalog.refresh()
+        await self.sync.rescan()
         await self.cache.load(self.catalog.resolve(name, version))
 
     async def unload(self, name: str, version: str | None = None) -> None:

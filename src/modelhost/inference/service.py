@@ -9,15 +9,14 @@ import asyncio
 import weakref
 from dataclasses import dataclass
 
+from modelhost.auth.principal import ANONYMOUS_ADMIN, Principal
+from modelhost.auth.quotas import Quotas
 from modelhost.cache.loader import LoadedModel
 from modelhost.cache.model_cache import ModelCache
-from modelhost.inference.admission import InFlightLimiter
 from modelhost.inference.batching import ModelScheduler
 from modelhost.inference.types import InferenceRequest, InferenceResponse, Tensor
 from modelhost.inference.validation import check_inputs, check_requested
 from modelhost.registry.catalog import ModelCatalog, ModelRef
-
-ANONYMOUS = "anonymous"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +37,12 @@ class InferenceService:
         cache: ModelCache,
         *,
         default_timeout: float,
-        limiter: InFlightLimiter,
+        quotas: Quotas,
     ) -> None:
         self._catalog = catalog
         self._cache = cache
         self._default_timeout = default_timeout
-        self.limiter = limiter
+        self._quotas = quotas
         # One scheduler per loaded model; it goes away with the model it was made for.
         self._schedulers: weakref.WeakKeyDictionary[LoadedModel, ModelScheduler] = (
             weakref.WeakKeyDictionary()
@@ -58,8 +57,9 @@ class InferenceService:
         request: InferenceRequest,
         *,
         timeout: float | None = None,
-        principal: str = ANONYMOUS,
+        principal: Principal = ANONYMOUS_ADMIN,
     ) -> InferenceOutcome:
+        principal.require_model(request.model_name)
         ref = self._catalog.resolve(request.model_name, request.model_version)
         # Everything about the request is checked before it can cause a load.
         manifest = ref.manifest
@@ -68,7 +68,8 @@ class InferenceService:
         rows = next(iter(inputs.values())).shape[0] if manifest.max_batch_size else 1
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (timeout if timeout is not None else self._default_timeout)
-        with self.limiter.admit(principal):
+        await self._quotas.acquire(principal)
+        try:
             entry = await self._cache.acquire(ref, deadline=deadline)
             try:
                 assert entry.model is not None
@@ -77,6 +78,8 @@ class InferenceService:
                 )
             finally:
                 self._cache.release(entry)
+        finally:
+            await self._quotas.release(principal)
         tensors = [Tensor(spec.name, spec.datatype, outputs[spec.name]) for spec in specs]
         response = InferenceResponse(ref.name, str(ref.version), tensors, request.id)
         return InferenceOutcome(response, ref, batch_size)

@@ -1,17 +1,17 @@
-"""The catalogue of servable model versions: what the cache resolves request names against.
+"""The catalogue of servable model versions and aliases: what requests are resolved against.
 
-It is a snapshot of the model store, refreshed at start and whenever the repository is indexed
-or a model is loaded explicitly, so the request path never touches the disk to resolve a name.
+It is an in-memory snapshot of the registry, replaced whole by :mod:`registry.sync` (at start,
+every few seconds, and after a change made through this replica), so resolving a name never
+touches the database or the disk.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
-from modelhost.errors import InvalidManifest, ModelNotFound, Unavailable, VersionNotFound
+from modelhost.errors import ModelNotFound, Unavailable, VersionNotFound
 from modelhost.registry.manifest import Manifest
-from modelhost.storage.base import ModelStore, check_model_name
+from modelhost.storage.base import check_model_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,7 @@ class ModelRef:
 
 @dataclass(frozen=True, slots=True)
 class VersionRecord:
-    """A version found in the store: its manifest, or why it could not be read."""
+    """A version the registry knows: its manifest, or why it cannot be served."""
 
     version: int
     manifest: Manifest | None
@@ -40,32 +40,20 @@ class VersionRecord:
 
 
 class ModelCatalog:
-    """Model names → versions, each with its parsed manifest."""
+    """Model names → versions (each with its manifest) and aliases → versions."""
 
-    def __init__(self, store: ModelStore) -> None:
-        self._store = store
+    def __init__(self) -> None:
         self._models: dict[str, dict[int, VersionRecord]] = {}
-        self._refresh_lock = asyncio.Lock()
+        self._aliases: dict[str, dict[str, int]] = {}
 
-    async def refresh(self) -> None:
-        """Re-read the store; versions whose model.yaml is broken are kept with their error."""
-        async with self._refresh_lock:
-            listing = await self._store.list_models()
-            models: dict[str, dict[int, VersionRecord]] = {}
-            for name, versions in listing.items():
-                try:
-                    check_model_name(name)
-                except Exception:
-                    continue  # a folder whose name no request could name is not a model
-                records: dict[int, VersionRecord] = {}
-                for version in versions:
-                    try:
-                        manifest = await self._store.read_manifest(name, version)
-                        records[version] = VersionRecord(version, manifest)
-                    except InvalidManifest as exc:
-                        records[version] = VersionRecord(version, None, exc.message)
-                models[name] = records
-            self._models = models
+    def replace(
+        self, models: dict[str, dict[int, VersionRecord]], aliases: dict[str, dict[str, int]]
+    ) -> None:
+        self._models = models
+        self._aliases = aliases
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        self._aliases = {**self._aliases, name: {**self._aliases.get(name, {}), alias: version}}
 
     def names(self) -> list[str]:
         return sorted(self._models)
@@ -74,15 +62,23 @@ class ModelCatalog:
         """All versions of ``name``, ascending; raises ModelNotFound."""
         return list(self._records(name).values())
 
+    def aliases(self, name: str) -> dict[str, int]:
+        return dict(self._aliases.get(name, {}))
+
+    def all_aliases(self) -> dict[str, dict[str, int]]:
+        return self._aliases
+
     def resolve(self, name: str, version: str | None = None) -> ModelRef:
-        """The version a request names (or the highest one when it names none)."""
+        """The version a request names, by number or alias (the highest when it names none)."""
         records = self._records(name)
         if version is None or version == "":
             record = records[max(records)]
         else:
             number = int(version) if version.isascii() and version.isdigit() else None
+            if number is None:
+                number = self._aliases.get(name, {}).get(version)
             if number is None or number not in records:
-                raise VersionNotFound(f"model {name!r} has no version {version!r}")
+                raise VersionNotFound(f"model {name!r} has no version or alias {version!r}")
             record = records[number]
         if record.manifest is None:
             raise Unavailable(
@@ -92,7 +88,7 @@ class ModelCatalog:
 
     def _records(self, name: str) -> dict[int, VersionRecord]:
         records = self._models.get(name)
-        if records is None:
+        if not records:
             check_model_name(name)  # a malformed name is a 400, not a 404
             raise ModelNotFound(f"unknown model {name!r}")
         return records

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 
 from modelhost.errors import InvalidModelName
@@ -28,6 +29,17 @@ def check_model_name(name: str) -> str:
     return name
 
 
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    """One file of a version: its size, and its sha256 where the store knows it."""
+
+    size: int
+    sha256: str | None = None
+
+    def to_json(self) -> dict[str, int | str | None]:
+        return {"size": self.size, "sha256": self.sha256}
+
+
 class ModelStore(ABC):
     """Holds model versions; every method is async and never blocks the event loop."""
 
@@ -44,5 +56,9 @@ class ModelStore(ABC):
         """A local folder holding the version's files, ready for a runtime to load."""
 
     @abstractmethod
+    async def files(self, name: str, version: int) -> dict[str, FileInfo]:
+        """The version's files (paths relative to the version folder), for the registry."""
+
     async def size_bytes(self, name: str, version: int) -> int:
         """Total size of the version's files: the first estimate of its memory footprint."""
+        return sum(info.size for info in (await self.files(name, version)).values())

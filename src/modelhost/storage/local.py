@@ -7,7 +7,7 @@ from pathlib import Path
 
 from modelhost.errors import ModelNotFound, Unavailable, VersionNotFound
 from modelhost.registry.manifest import Manifest, read_manifest
-from modelhost.storage.base import ModelStore, check_model_name
+from modelhost.storage.base import FileInfo, ModelStore, check_model_name
 
 
 class LocalModelStore(ModelStore):
@@ -54,13 +54,18 @@ class LocalModelStore(ModelStore):
             raise VersionNotFound(f"model {name!r} has no version {version}")
         return path
 
-    async def size_bytes(self, name: str, version: int) -> int:
+    async def files(self, name: str, version: int) -> dict[str, FileInfo]:
+        # Hand-made folders carry no hashes: they are served as they are, unverified.
         path = await self.fetch(name, version)
-        return await asyncio.to_thread(_folder_size, path)
+        return await asyncio.to_thread(_folder_files, path)
 
 
-def _folder_size(path: Path) -> int:
-    return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
+def _folder_files(path: Path) -> dict[str, FileInfo]:
+    return {
+        item.relative_to(path).as_posix(): FileInfo(item.stat().st_size)
+        for item in sorted(path.rglob("*"))
+        if item.is_file()
+    }
 
 
 def _is_version(name: str) -> bool:

@@ -8,12 +8,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelhost.api.deps import principal_of
 from modelhost.api.requests import services_of
 from modelhost.api.responses import json_response
 from modelhost.cache.memory import process_rss
 
 
 async def cache_state(request: Request) -> Response:
+    principal_of(request).require_admin()
     services = services_of(request)
     cache = services.cache
     queues = {

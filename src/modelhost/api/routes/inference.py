@@ -6,22 +6,41 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelhost.api.deps import principal_of
 from modelhost.api.requests import header_int, read_body, request_timeout, services_of
+from modelhost.api.usage import UsageMeter
+from modelhost.errors import ModelhostError
 from modelhost.inference.codec import HEADER_LENGTH, decode_request, encode_response
 
 
 async def infer(request: Request) -> Response:
     services = services_of(request)
+    principal = principal_of(request)
     name, version = request.path_params["name"], request.path_params.get("version")
-    services.inference.resolve(name, version)  # an unknown model is a 404 whatever the body
-    body = await read_body(request, services.settings.max_request_bytes)
-    inference_request = decode_request(body, header_int(request, HEADER_LENGTH), name, version)
-    outcome = await services.inference.infer(
-        inference_request, timeout=request_timeout(request, inference_request.parameters)
-    )
-    binary_default = inference_request.parameters.get("binary_data_output") is True
-    content, headers = encode_response(outcome.response, inference_request.outputs, binary_default)
-    return Response(content, headers=headers)
+    meter = UsageMeter.start(services.usage_writer, principal, name)
+    try:
+        principal.require_model(name)
+        services.inference.resolve(name, version)  # an unknown model is a 404 whatever the body
+        body = await read_body(request, services.settings.max_request_bytes)
+        meter.bytes_in = len(body)
+        inference_request = decode_request(body, header_int(request, HEADER_LENGTH), name, version)
+        outcome = await services.inference.infer(
+            inference_request,
+            timeout=request_timeout(request, inference_request.parameters),
+            principal=principal,
+        )
+        meter.version, meter.batch_size = outcome.ref.version, outcome.batch_size
+        binary_default = inference_request.parameters.get("binary_data_output") is True
+        content, headers = encode_response(
+            outcome.response, inference_request.outputs, binary_default
+        )
+        meter.status, meter.bytes_out = 200, len(content)
+        return Response(content, headers=headers)
+    except ModelhostError as exc:
+        meter.status = exc.status
+        raise
+    finally:
+        meter.finish()
 
 
 routes = [

@@ -16,21 +16,44 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelhost.api.deps import principal_of
 from modelhost.api.requests import read_json_object, request_timeout, services_of
 from modelhost.api.responses import json_response
-from modelhost.errors import BadRequest
+from modelhost.api.usage import UsageMeter
+from modelhost.auth.principal import Principal
+from modelhost.errors import BadRequest, ModelhostError
 from modelhost.inference.types import InferenceRequest, RequestedOutput, Tensor
 from modelhost.registry.manifest import Manifest
+from modelhost.services import Services
 
 TOKEN_COUNT_OUTPUT = "token_count"
 
 
 async def embeddings(request: Request) -> Response:
     services = services_of(request)
+    principal = principal_of(request)
+    meter = UsageMeter.start(services.usage_writer, principal, "")
+    try:
+        response = await _embeddings(request, services, principal, meter)
+    except ModelhostError as exc:
+        meter.status = exc.status
+        raise
+    finally:
+        meter.finish()
+    meter.status, meter.bytes_out = 200, len(response.body)
+    return response
+
+
+async def _embeddings(
+    request: Request, services: Services, principal: Principal, meter: UsageMeter
+) -> Response:
     body = await read_json_object(request, services.settings.max_request_bytes)
+    meter.bytes_in = int(request.headers.get("content-length") or 0)
     name = body.get("model")
     if not isinstance(name, str) or not name:
         raise BadRequest("'model' must name an embedding model")
+    meter.model = name[:128]
+    principal.require_model(name)
     texts = _texts(body.get("input"))
     encoding = body.get("encoding_format", "float")
     if encoding not in ("float", "base64"):
@@ -46,10 +69,14 @@ async def embeddings(request: Request) -> Response:
     timeout = request_timeout(request, {})
     outcomes = await asyncio.gather(
         *(
-            services.inference.infer(_request(name, manifest, chunk), timeout=timeout)
+            services.inference.infer(
+                _request(name, manifest, chunk), timeout=timeout, principal=principal
+            )
             for chunk in chunks
         )
     )
+    meter.version = ref.version
+    meter.batch_size = max(outcome.batch_size for outcome in outcomes)
     vectors: list[np.ndarray] = []
     tokens = 0
     for outcome in outcomes:

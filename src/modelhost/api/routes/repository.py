@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelhost.api.deps import principal_of
 from modelhost.api.requests import read_json_object, services_of
 from modelhost.api.responses import json_response
 from modelhost.errors import BadRequest
@@ -25,12 +26,14 @@ async def index(request: Request) -> Response:
 
 
 async def load(request: Request) -> Response:
+    principal_of(request).require_admin()
     version = await _version_parameter(request)
     await services_of(request).repository.load(request.path_params["name"], version)
     return json_response({})
 
 
 async def unload(request: Request) -> Response:
+    principal_of(request).require_admin()
     version = await _version_parameter(request)
     await services_of(request).repository.unload(request.path_params["name"], version)
     return json_response({})

@@ -1,0 +1,98 @@
+"""``/api/v1/users``: users and their API keys (admins only)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from modelhost.api.deps import AdminDep, ServicesDep
+from modelhost.api.schemas import (
+    KeyCreate,
+    KeyCreated,
+    KeyPublic,
+    UserCreate,
+    UserPublic,
+    UserUpdate,
+)
+from modelhost.auth.keys import new_key
+from modelhost.db.users import ApiKey, User
+from modelhost.services import Services
+
+router = APIRouter(prefix="/api/v1/users", tags=["users"])
+
+
+def _user(user: User) -> UserPublic:
+    return UserPublic(
+        id=user.id,
+        name=user.name,
+        role=user.role,
+        disabled=user.disabled,
+        created_at=user.created_at,
+    )
+
+
+def _key(key: ApiKey) -> KeyPublic:
+    return KeyPublic(
+        key_id=key.key_id,
+        name=key.name,
+        created_at=key.created_at,
+        expires_at=key.expires_at,
+        revoked_at=key.revoked_at,
+        allowed_models=key.allowed_models,
+        requests_per_minute=key.requests_per_minute,
+        max_in_flight=key.max_in_flight,
+    )
+
+
+async def issue_key(services: Services, user: User, spec: KeyCreate) -> KeyCreated:
+    """Make a key for ``user``; the whole key is in the answer and nowhere else."""
+    key_id, secret_hash, whole = new_key()
+    key = await services.users.add_key(
+        user,
+        key_id=key_id,
+        secret_hash=secret_hash,
+        name=spec.name,
+        expires_at=spec.expires_at,
+        allowed_models=spec.allowed_models,
+        requests_per_minute=spec.requests_per_minute,
+        max_in_flight=spec.max_in_flight,
+    )
+    return KeyCreated(**_key(key).model_dump(), key=whole)
+
+
+@router.post("", status_code=201)
+async def create_user(body: UserCreate, services: ServicesDep, _: AdminDep) -> UserPublic:
+    return _user(await services.users.create_user(body.name, body.role))
+
+
+@router.get("")
+async def list_users(services: ServicesDep, _: AdminDep) -> list[UserPublic]:
+    return [_user(user) for user in await services.users.users()]
+
+
+@router.patch("/{name}")
+async def update_user(
+    name: str, body: UserUpdate, services: ServicesDep, _: AdminDep
+) -> UserPublic:
+    user = await services.users.set_disabled(name, body.disabled)
+    if services.authenticator is not None:
+        services.authenticator.forget()  # a disabled user's keys stop working here at once
+    return _user(user)
+
+
+@router.post("/{name}/keys", status_code=201)
+async def create_key(name: str, body: KeyCreate, services: ServicesDep, _: AdminDep) -> KeyCreated:
+    return await issue_key(services, await services.users.user(name), body)
+
+
+@router.get("/{name}/keys")
+async def list_keys(name: str, services: ServicesDep, _: AdminDep) -> list[KeyPublic]:
+    return [_key(key) for key in await services.users.keys(await services.users.user(name))]
+
+
+@router.delete("/{name}/keys/{key_id}")
+async def revoke_key(name: str, key_id: str, services: ServicesDep, _: AdminDep) -> KeyPublic:
+    await services.users.user(name)
+    key = await services.users.revoke_key(key_id)
+    if services.authenticator is not None:
+        services.authenticator.forget(key_id)
+    return _key(key)

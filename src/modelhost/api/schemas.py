@@ -1,0 +1,107 @@
+"""Request and response bodies of the management API (``/api/v1``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class VersionPublic(BaseModel):
+    version: int
+    runtime: str
+    state: str  # the cache's: UNAVAILABLE, LOADING, READY, UNLOADING
+    reason: str
+    size_bytes: int
+    files: dict[str, dict[str, Any]]
+    created_at: datetime
+    pinned: bool
+
+
+class ModelPublic(BaseModel):
+    name: str
+    versions: list[VersionPublic]
+    aliases: dict[str, int]
+
+
+class VersionCreate(_Strict):
+    version: int | None = Field(
+        default=None, ge=1, description="A version already in the store; default: the newest."
+    )
+
+
+class AliasUpdate(_Strict):
+    version: int = Field(ge=1)
+
+
+class UserCreate(_Strict):
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@\-]*$")
+    role: Literal["admin", "user"] = "user"
+
+
+class UserPublic(BaseModel):
+    id: int
+    name: str
+    role: str
+    disabled: bool
+    created_at: datetime
+
+
+class UserUpdate(_Strict):
+    disabled: bool
+
+
+class KeyCreate(_Strict):
+    name: str | None = Field(default=None, max_length=128)
+    expires_at: datetime | None = None
+    allowed_models: list[str] | None = Field(default=None, min_length=1)
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    max_in_flight: int | None = Field(default=None, ge=1)
+
+
+class KeyPublic(BaseModel):
+    key_id: str
+    name: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    allowed_models: list[str] | None
+    requests_per_minute: int | None
+    max_in_flight: int | None
+
+
+class KeyCreated(KeyPublic):
+    key: str = Field(description="The whole key. It is shown this once and never again.")
+
+
+class UsagePublic(BaseModel):
+    id: int
+    user_id: int | None
+    key_id: str | None
+    model: str
+    version: int | None
+    status: int
+    latency_ms: float
+    batch_size: int
+    bytes_in: int
+    bytes_out: int
+    created_at: datetime
+
+
+class UsagePage(BaseModel):
+    records: list[UsagePublic]
+    next_before_id: int | None = Field(description="Pass as before_id for the next page.")
+
+
+class ModelUsage(BaseModel):
+    model: str
+    requests: int
+    errors: int
+    mean_latency_ms: float
+    bytes_in: int
+    bytes_out: int

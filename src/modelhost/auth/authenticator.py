@@ -1,0 +1,98 @@
+"""Turns ``Authorization: Bearer <key>`` into a Principal without a database trip per request.
+
+Key lookups are cached for ``cache_seconds`` (hits and misses alike), so the database sees one
+query per key per interval however busy the key is. A key revoked through this replica is dropped
+from its cache at once; other replicas notice within ``cache_seconds``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from modelhost.auth.keys import secret_matches, split_key
+from modelhost.auth.principal import Principal
+from modelhost.db.timestamps import utcnow
+from modelhost.db.users import ApiKey, User, UserStore
+from modelhost.errors import Unauthorized, Unavailable
+
+_MAX_CACHED = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    found: tuple[ApiKey, User] | None
+    until: float
+
+
+class Authenticator:
+    def __init__(
+        self,
+        users: UserStore,
+        *,
+        cache_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._users = users
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._cache: dict[str, _Cached] = {}
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise Unauthorized("an API key is required: Authorization: Bearer <key>")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("use Authorization: Bearer <key>")
+        key_id, secret = split_key(token.strip())
+        found = await self._lookup(key_id)
+        if found is None or not secret_matches(secret, found[0].secret_hash):
+            raise Unauthorized("the API key is not valid")
+        key, user = found
+        if key.revoked_at is not None:
+            raise Unauthorized("the API key has been revoked")
+        if key.expires_at is not None and key.expires_at <= utcnow():
+            raise Unauthorized("the API key has expired")
+        if user.disabled:
+            raise Unauthorized("the user of this API key is disabled")
+        return Principal(
+            user_id=user.id,
+            name=user.name,
+            role=user.role,
+            key_id=key.key_id,
+            allowed_models=frozenset(key.allowed_models) if key.allowed_models else None,
+            requests_per_minute=key.requests_per_minute,
+            max_in_flight=key.max_in_flight,
+        )
+
+    def forget(self, key_id: str | None = None) -> None:
+        """Drop cached lookups (one key, or all) after a change made through this replica."""
+        if key_id is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(key_id, None)
+
+    async def _lookup(self, key_id: str) -> tuple[ApiKey, User] | None:
+        now = self._clock()
+        cached = self._cache.get(key_id)
+        if cached is not None and cached.until > now:
+            return cached.found
+        try:
+            found = await self._users.key_with_owner(key_id)
+        except (SQLAlchemyError, OSError) as exc:
+            # The database is away: a key seen lately stays good (stale-if-error), so running
+            # traffic keeps flowing; unknown keys cannot be checked.
+            if cached is not None:
+                return cached.found
+            raise Unavailable(
+                "API keys cannot be checked now: the database is unreachable "
+                f"({type(exc).__name__})",
+                retry_after=1.0,
+            ) from None
+        if len(self._cache) >= _MAX_CACHED:
+            self._cache.clear()  # a flood of random key ids must not grow memory without bound
+        self._cache[key_id] = _Cached(found, now + self._cache_seconds)
+        return found

@@ -1,0 +1,39 @@
+"""Who is calling: the user behind an API key, with what that key allows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modelhost.errors import Forbidden
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: int | None
+    name: str
+    role: str
+    key_id: str | None = None
+    allowed_models: frozenset[str] | None = None  # None: every model
+    requests_per_minute: int | None = None
+    max_in_flight: int | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @property
+    def quota_key(self) -> str:
+        """What quotas count against: the key (each key has its own limits)."""
+        return self.key_id or self.name
+
+    def require_admin(self) -> None:
+        if not self.is_admin:
+            raise Forbidden("this needs the admin role")
+
+    def require_model(self, name: str) -> None:
+        if self.allowed_models is not None and name not in self.allowed_models:
+            raise Forbidden(f"this API key may not use model {name!r}")
+
+
+# With MODELHOST_AUTH=disabled every caller is this one (local experiments only).
+ANONYMOUS_ADMIN = Principal(user_id=None, name="anonymous", role="admin")

@@ -1,0 +1,193 @@
+"""The model registry in the database: models, versions and aliases, shared by all replicas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from modelhost.db.tables import model_aliases, model_versions, models
+from modelhost.db.timestamps import as_utc, utcnow
+from modelhost.errors import Conflict, ModelNotFound, VersionNotFound
+
+REGISTERED = "registered"
+DELETED = "deleted"
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    name: str
+    version: int
+    runtime: str
+    manifest: dict[str, Any]
+    files: dict[str, dict[str, Any]]
+    size_bytes: int
+    status: str
+    created_at: datetime
+
+
+@dataclass
+class RegistrySnapshot:
+    """Everything the catalogue needs, read in one go."""
+
+    versions: dict[str, dict[int, VersionRow]] = field(default_factory=dict)
+    aliases: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+class RegistryStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def snapshot(self, *, include_deleted: bool = False) -> RegistrySnapshot:
+        snapshot = RegistrySnapshot()
+        query = (
+            select(models.c.name, model_versions)
+            .join(models, models.c.id == model_versions.c.model_id)
+            .order_by(models.c.name, model_versions.c.version)
+        )
+        if not include_deleted:
+            query = query.where(model_versions.c.status != DELETED)
+        async with self._engine.connect() as db:
+            rows = await db.execute(query)
+            for row in rows:
+                snapshot.versions.setdefault(row.name, {})[row.version] = _version(row)
+            aliases = await db.execute(
+                select(models.c.name, model_aliases.c.alias, model_aliases.c.version).join(
+                    models, models.c.id == model_aliases.c.model_id
+                )
+            )
+            for name, alias, version in aliases:
+                snapshot.aliases.setdefault(name, {})[alias] = version
+        return snapshot
+
+    async def register_version(
+        self,
+        name: str,
+        version: int,
+        manifest: dict[str, Any],
+        files: dict[str, dict[str, Any]],
+    ) -> VersionRow:
+        """Record a version; a deleted one is brought back, a live one is a Conflict."""
+        values = {
+            "runtime": manifest["runtime"],
+            "manifest": manifest,
+            "files": files,
+            "size_bytes": sum(int(info.get("size") or 0) for info in files.values()),
+            "status": REGISTERED,
+            "created_at": utcnow(),
+        }
+        try:
+            async with self._engine.begin() as db:
+                model_id = await self._model_id(db, name, create=True)
+                revived = await db.execute(
+                    update(model_versions)
+                    .where(
+                        model_versions.c.model_id == model_id,
+                        model_versions.c.version == version,
+                        model_versions.c.status == DELETED,
+                    )
+                    .values(**values)
+                )
+                if revived.rowcount == 0:
+                    await db.execute(
+                        insert(model_versions).values(model_id=model_id, version=version, **values)
+                    )
+        except IntegrityError:
+            raise Conflict(f"model {name!r} already has a version {version}") from None
+        return (await self.snapshot()).versions[name][version]
+
+    async def update_manifest(
+        self, name: str, version: int, manifest: dict[str, Any], files: dict[str, dict[str, Any]]
+    ) -> None:
+        """The version's files changed in the store (a hand-edited model.yaml, say)."""
+        async with self._engine.begin() as db:
+            model_id = await self._model_id(db, name)
+            await db.execute(
+                update(model_versions)
+                .where(model_versions.c.model_id == model_id, model_versions.c.version == version)
+                .values(
+                    runtime=manifest["runtime"],
+                    manifest=manifest,
+                    files=files,
+                    size_bytes=sum(int(info.get("size") or 0) for info in files.values()),
+                )
+            )
+
+    async def set_alias(self, name: str, alias: str, version: int) -> None:
+        async with self._engine.begin() as db:
+            model_id = await self._model_id(db, name)
+            exists = await db.execute(
+                select(model_versions.c.id).where(
+                    model_versions.c.model_id == model_id, model_versions.c.version == version
+                )
+            )
+            if exists.first() is None:
+                raise VersionNotFound(f"model {name!r} has no version {version}")
+            moved = await db.execute(
+                update(model_aliases)
+                .where(model_aliases.c.model_id == model_id, model_aliases.c.alias == alias)
+                .values(version=version, updated_at=utcnow())
+            )
+            if moved.rowcount == 0:
+                await db.execute(
+                    insert(model_aliases).values(
+                        model_id=model_id, alias=alias, version=version, updated_at=utcnow()
+                    )
+                )
+
+    async def delete_alias(self, name: str, alias: str) -> None:
+        async with self._engine.begin() as db:
+            model_id = await self._model_id(db, name)
+            await db.execute(
+                delete(model_aliases).where(
+                    model_aliases.c.model_id == model_id, model_aliases.c.alias == alias
+                )
+            )
+
+    async def delete_version(self, name: str, version: int) -> None:
+        """Mark the version deleted: a tombstone, so a store rescan does not bring it back."""
+        async with self._engine.begin() as db:
+            model_id = await self._model_id(db, name)
+            removed = await db.execute(
+                update(model_versions)
+                .where(
+                    model_versions.c.model_id == model_id,
+                    model_versions.c.version == version,
+                    model_versions.c.status != DELETED,
+                )
+                .values(status=DELETED)
+            )
+            if removed.rowcount == 0:
+                raise VersionNotFound(f"model {name!r} has no version {version}")
+            await db.execute(
+                delete(model_aliases).where(
+                    model_aliases.c.model_id == model_id, model_aliases.c.version == version
+                )
+            )
+
+    @staticmethod
+    async def _model_id(db: AsyncConnection, name: str, *, create: bool = False) -> int:
+        row = (await db.execute(select(models.c.id).where(models.c.name == name))).first()
+        if row is not None:
+            return int(row.id)
+        if not create:
+            raise ModelNotFound(f"unknown model {name!r}")
+        result = await db.execute(insert(models).values(name=name, created_at=utcnow()))
+        return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def _version(row: Any) -> VersionRow:
+    return VersionRow(
+        name=row.name,
+        version=row.version,
+        runtime=row.runtime,
+        manifest=row.manifest,
+        files=row.files,
+        size_bytes=row.size_bytes,
+        status=row.status,
+        created_at=as_utc(row.created_at),
+    )

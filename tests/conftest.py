@@ -8,6 +8,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.databases import (
+    create_postgres_database,
+    drop_postgres_database,
+    postgres_url,
+    sqlite_url,
+)
 from tests.support.models import write_demo_models, write_failing_model, write_identity_model
 from tests.support.server import ServerProcess
 
@@ -35,3 +41,16 @@ def server(
 def client(server: ServerProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=30.0) as http:
         yield http
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each persistence test runs twice: on a SQLite file and on the real PostgreSQL."""
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path)
+        return
+    name = create_postgres_database()
+    try:
+        yield postgres_url(name)
+    finally:
+        drop_postgres_database(name)

@@ -2,31 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
-from modelhost.settings import Settings
+from modelhost.cli import registry, users
+from modelhost.cli.database import DATABASE_HELP, database
+from modelhost.cli.settings import build_settings
 
 app = typer.Typer(
     help="modelhost: serve big models to many users (Open Inference Protocol).",
     no_args_is_help=True,
     add_completion=False,
 )
-
-
-def build_settings(**overrides: Any) -> Settings:
-    """Settings from MODELHOST_* variables, with the options given on the command line on top."""
-    try:
-        return Settings(**{key: value for key, value in overrides.items() if value is not None})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise typer.BadParameter(problems) from None
+db_app = typer.Typer(help="The database: users, keys, registry, usage.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(users.app, name="users")
+app.add_typer(registry.app, name="models")
 
 
 @app.command()
@@ -92,6 +87,20 @@ def demo(
 
     names = build_demo_models(target)
     typer.echo(f"wrote {', '.join(names)} to {target}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    database_url: Annotated[str | None, typer.Option(help=DATABASE_HELP)] = None,
+) -> None:
+    """Bring the database schema up to date (serve does this at start unless disabled)."""
+
+    async def main() -> None:
+        async with database(build_settings(database_url=database_url, db_auto_migrate=True)):
+            pass
+
+    asyncio.run(main())
+    typer.echo("database schema is up to date")
 
 
 if __name__ == "__main__":

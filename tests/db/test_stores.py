@@ -1,0 +1,131 @@
+"""The database layer on both databases: migrations, users and keys, registry, usage records."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from modelhost.cli.database import database
+from modelhost.db.registry import RegistryStore
+from modelhost.db.timestamps import utcnow
+from modelhost.db.usage import UsageRecord, UsageStore
+from modelhost.db.users import UserStore
+from modelhost.errors import Conflict, NotFound, VersionNotFound
+from modelhost.settings import Settings
+
+MANIFEST = {
+    "runtime": "python",
+    "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1]}],
+    "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1]}],
+}
+
+
+def with_db(url: str, work: Callable[[AsyncEngine], Awaitable[None]]) -> None:
+    async def main() -> None:
+        async with database(Settings(database_url=url)) as engine:
+            await work(engine)
+
+    asyncio.run(main())
+
+
+def record(model: str = "m", user_id: int | None = 1, status: int = 200) -> UsageRecord:
+    return UsageRecord(
+        record_id=str(uuid.uuid4()),
+        user_id=user_id,
+        key_id="k1",
+        model=model,
+        version=1,
+        status=status,
+        latency_ms=2.5,
+        batch_size=4,
+        bytes_in=100,
+        bytes_out=50,
+        created_at=utcnow(),
+    )
+
+
+def test_migrations_are_idempotent_and_users_and_keys_round_trip(database_url: str) -> None:
+    async def work(engine: AsyncEngine) -> None:
+        users = UserStore(engine)
+        alice = await users.create_user("alice", "admin")
+        with pytest.raises(Conflict):
+            await users.create_user("alice", "user")
+        key = await users.add_key(
+            alice,
+            key_id="abcdef012345",
+            secret_hash="0" * 64,
+            expires_at=utcnow() + timedelta(days=1),
+            allowed_models=["iris"],
+            requests_per_minute=10,
+        )
+        found = await users.key_with_owner("abcdef012345")
+        assert found is not None
+        got_key, owner = found
+        assert owner.name == "alice" and owner.role == "admin"
+        assert got_key.allowed_models == ["iris"] and got_key.expires_at is not None
+        assert got_key.expires_at.tzinfo is not None  # UTC-aware on both databases
+        revoked = await users.revoke_key(key.key_id)
+        assert revoked.revoked_at is not None
+        assert (await users.revoke_key(key.key_id)).revoked_at == revoked.revoked_at
+        with pytest.raises(NotFound):
+            await users.revoke_key("nope")
+        assert (await users.set_disabled("alice", True)).disabled
+        assert await users.key_with_owner("missing") is None
+
+    with_db(database_url, work)
+    with_db(database_url, lambda engine: asyncio.sleep(0))  # a second upgrade changes nothing
+
+
+def test_registry_versions_aliases_and_tombstones(database_url: str) -> None:
+    async def work(engine: AsyncEngine) -> None:
+        registry = RegistryStore(engine)
+        files = {
+            "model.py": {"size": 10, "sha256": None},
+            "model.yaml": {"size": 5, "sha256": None},
+        }
+        row = await registry.register_version("m", 1, MANIFEST, files)
+        assert row.size_bytes == 15 and row.status == "registered"
+        await registry.register_version("m", 2, MANIFEST, files)
+        with pytest.raises(Conflict):
+            await registry.register_version("m", 2, MANIFEST, files)
+        await registry.set_alias("m", "production", 1)
+        await registry.set_alias("m", "production", 2)
+        with pytest.raises(VersionNotFound):
+            await registry.set_alias("m", "production", 9)
+        snapshot = await registry.snapshot()
+        assert snapshot.aliases == {"m": {"production": 2}}
+        await registry.delete_version("m", 2)
+        snapshot = await registry.snapshot()
+        assert list(snapshot.versions["m"]) == [1] and snapshot.aliases == {}
+        assert (await registry.snapshot(include_deleted=True)).versions["m"][2].status == "deleted"
+        await registry.register_version("m", 2, MANIFEST, files)  # brought back on purpose
+        assert list((await registry.snapshot()).versions["m"]) == [1, 2]
+
+    with_db(database_url, work)
+
+
+def test_usage_inserts_are_idempotent_paged_and_summarized(database_url: str) -> None:
+    async def work(engine: AsyncEngine) -> None:
+        usage = UsageStore(engine)
+        records = [record("a") for _ in range(5)] + [record("b", user_id=2, status=503)]
+        await usage.insert(records)
+        await usage.insert(records[:3])  # a journal replayed twice
+        assert await usage.count() == 6
+        first = await usage.records(user_id=1, limit=3)
+        assert len(first) == 3 and first[0][0] > first[-1][0]  # newest first
+        rest = await usage.records(user_id=1, limit=3, before_id=first[-1][0])
+        assert len(rest) == 2
+        assert {r.record_id for _, r in first + rest} == {r.record_id for r in records[:5]}
+        assert await usage.records(model="b") and not await usage.records(model="zzz")
+        later = await usage.records(since=utcnow() + timedelta(minutes=1))
+        assert later == []
+        summary = {s.model: s for s in await usage.summary()}
+        assert summary["a"].requests == 5 and summary["a"].errors == 0
+        assert summary["b"].errors == 1 and summary["b"].bytes_in == 100
+
+    with_db(database_url, work)

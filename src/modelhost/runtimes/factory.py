@@ -26,6 +26,15 @@ RUNTIMES: dict[str, RuntimeSpec] = {
     "sklearn": RuntimeSpec(
         "modelhost.runtimes.sklearn", "SklearnRuntime", "sklearn", ("sklearn", "joblib")
     ),
+    "torch": RuntimeSpec(
+        "modelhost.runtimes.torch", "TorchRuntime", "torch", ("torch", "safetensors")
+    ),
+    "transformers": RuntimeSpec(
+        "modelhost.runtimes.transformers",
+        "TransformersRuntime",
+        "transformers",
+        ("torch", "transformers", "tokenizers", "safetensors"),
+    ),
     "python": RuntimeSpec("modelhost.runtimes.python", "PythonRuntime", "python", ()),
 }
 

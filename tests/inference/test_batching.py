@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.cache.helpers import cache_state
-from tests.support.models import call_sizes, write_demo_models, write_slow_model
+from tests.support.models import call_sizes, write_demo_models, write_python_model, write_slow_model
 from tests.support.server import ServerProcess
 
 
@@ -206,3 +206,63 @@ def test_per_user_in_flight_limit_answers_429(tmp_path: Path) -> None:
         assert sorted(r.status_code for r in responses) == [200, 200, 429]
         refused = next(r for r in responses if r.status_code == 429)
         assert refused.json()["code"] == "too_many_requests" and refused.headers["retry-after"]
+
+
+POISON_CODE = """
+class Model:
+    def load(self, path):
+        pass
+
+    def predict(self, inputs):
+        x = inputs["x"]
+        if (x < 0).any():
+            raise ValueError("negative input")
+        return {"y": x * 10}
+"""
+
+
+def test_one_bad_request_does_not_fail_its_batch(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    write_python_model(
+        root,
+        "poison",
+        POISON_CODE,
+        {
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1]}],
+            "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1]}],
+            "max_batch_size": 32,
+            "batching": {"max_delay_ms": 50},
+        },
+    )
+    values = [float(i) for i in range(12)] + [-1.0]
+    with ServerProcess(root, tmp_path / "server.log") as server:
+
+        async def send() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+                await client.post("/v2/repository/models/poison/load")
+                return await asyncio.gather(
+                    *(
+                        client.post(
+                            "/v2/models/poison/infer",
+                            json={
+                                "inputs": [
+                                    {"name": "x", "datatype": "FP32", "shape": [1], "data": [v]}
+                                ]
+                            },
+                        )
+                        for v in values
+                    )
+                )
+
+        responses = asyncio.run(send())
+        with httpx.Client(base_url=server.url) as client:
+            stats = next(m for m in cache_state(client)["models"] if m["name"] == "poison")[
+                "scheduler"
+            ]
+    for value, response in zip(values, responses, strict=True):
+        if value < 0:
+            assert response.status_code == 500 and "negative input" in response.json()["error"]
+        else:
+            assert response.status_code == 200, response.text
+            assert response.json()["outputs"][0]["data"] == [value * 10]
+    assert stats["batches"] < len(values)  # they really were batched together first

@@ -97,7 +97,11 @@ class ServerProcess:
         return self.process.returncode
 
     def __enter__(self) -> ServerProcess:
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def __exit__(

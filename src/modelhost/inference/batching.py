@@ -182,16 +182,31 @@ class ModelScheduler:
             results = await self._pool.run(
                 instance, lambda runtime: _predict_batch(runtime, inputs, sizes, specs, label)
             )
-        except ModelhostError as exc:
-            self._fail(batch, exc)
         except Exception as exc:
-            self._fail(batch, ModelhostError(f"model {label} failed: {type(exc).__name__}: {exc}"))
+            if len(batch) == 1:
+                self._fail(batch, _as_error(exc, label))
+            else:
+                # One request's bad data must not fail the others batched with it: run each
+                # alone (on a fresh slot; the batch's slot went back when its call ended).
+                await asyncio.gather(*(self._execute_alone(pending) for pending in batch))
         else:
             for pending, outputs in zip(batch, results, strict=True):
                 if not pending.future.done():
                     pending.future.set_result((outputs, len(batch)))
         finally:
             self._record(len(batch))
+
+    async def _execute_alone(self, pending: _Pending) -> None:
+        specs, label, inputs = self._specs, self._label, [pending.inputs]
+        try:
+            results = await self._pool.call(
+                lambda runtime: _predict_batch(runtime, inputs, [pending.rows], specs, label)
+            )
+        except Exception as exc:
+            self._fail([pending], _as_error(exc, label))
+        else:
+            if not pending.future.done():
+                pending.future.set_result((results[0], 1))
 
     @staticmethod
     def _fail(batch: list[_Pending], error: ModelhostError) -> None:
@@ -213,6 +228,12 @@ class ModelScheduler:
         if self.stats.drain_rate <= 0:
             return 1.0
         return max(1.0, math.ceil(len(self._queue) / self.stats.drain_rate))
+
+
+def _as_error(exc: Exception, label: str) -> ModelhostError:
+    if isinstance(exc, ModelhostError):
+        return exc
+    return ModelhostError(f"model {label} failed: {type(exc).__name__}: {exc}")
 
 
 def _predict_batch(

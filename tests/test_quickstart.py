@@ -55,18 +55,34 @@ def test_demo_command_serves_the_demo_models_from_a_fresh_clone(tmp_path: Path) 
                     break
             except httpx.TransportError:
                 time.sleep(0.5)
+        # Auth is on: the demo made an admin key and left it where the README says.
+        key = (clone / ".modelhost-demo-key").read_text().strip()
+        headers = {"Authorization": f"Bearer {key}"}
+        assert key.startswith("mh_")
+        assert httpx.get(f"{url}/v2/models/iris-onnx").status_code == 401
         row = [5.1, 3.5, 1.4, 0.2]  # an iris setosa
         for name, datatype in (("iris-onnx", "FP32"), ("iris-sklearn", "FP64")):
             body = {
                 "inputs": [{"name": "input", "datatype": datatype, "shape": [1, 4], "data": row}]
             }
-            response = httpx.post(f"{url}/v2/models/{name}/infer", json=body, timeout=60)
+            response = httpx.post(
+                f"{url}/v2/models/{name}/infer", json=body, headers=headers, timeout=60
+            )
             assert response.status_code == 200, response.text
             outputs = {o["name"]: o["data"] for o in response.json()["outputs"]}
             probabilities = outputs["probabilities"]
             assert probabilities.index(max(probabilities)) == 0
-        # The demo uses the embedded defaults: a model folder in the clone, nothing else.
+        embeddings = httpx.post(
+            f"{url}/v1/embeddings",
+            json={"model": "minilm", "input": ["a cat sat on the mat", "stocks fell sharply"]},
+            headers=headers,
+            timeout=120,
+        )
+        assert embeddings.status_code == 200, embeddings.text
+        assert [len(item["embedding"]) for item in embeddings.json()["data"]] == [384, 384]
+        # The demo uses the embedded defaults: a model folder and a SQLite file in the clone.
         assert (clone / "demo-models" / "iris-onnx" / "1" / "model.onnx").is_file()
+        assert (clone / "modelhost.db").is_file()
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)

@@ -10,7 +10,17 @@ from starlette.middleware import Middleware
 
 from modelhost import __version__
 from modelhost.api.errors import EXCEPTION_HANDLERS
-from modelhost.api.routes import cache, health, inference, models, openai, registry, repository
+from modelhost.api.middleware import RequestContextMiddleware
+from modelhost.api.routes import (
+    cache,
+    health,
+    inference,
+    metrics,
+    models,
+    openai,
+    registry,
+    repository,
+)
 from modelhost.api.routes import usage as usage_routes
 from modelhost.api.routes import users as user_routes
 from modelhost.auth.middleware import PUBLIC_PATHS, AuthMiddleware
@@ -41,14 +51,17 @@ def create_app(settings: Settings) -> FastAPI:
             *repository.routes,
             *cache.routes,
             *openai.routes,
+            *metrics.routes,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
+            # Outermost first: every request gets its id and log line, even a refused one.
+            Middleware(RequestContextMiddleware, services=services),
             Middleware(
                 AuthMiddleware,
                 authenticator=services.authenticator,
-                public_paths=PUBLIC_PATHS,
-            )
+                public_paths=PUBLIC_PATHS | ({"/metrics"} if settings.metrics_public else set()),
+            ),
         ],
         lifespan=lifespan,
         docs_url="/docs",

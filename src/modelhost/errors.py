@@ -15,6 +15,7 @@ a stable machine-readable ``code``. The API layer turns any of them into
     │   ├── ModelNotFound (404 model_not_found)
     │   └── VersionNotFound (404 version_not_found)
     ├── Conflict (409 conflict)
+    │   └── VersionExists (409 version_exists)   a push to a version already stored
     ├── PayloadTooLarge (413 payload_too_large)
     ├── TooManyRequests (429 too_many_requests; Retry-After)
     ├── DeadlineExceeded (504 deadline_exceeded)   dropped before it ran
@@ -23,7 +24,9 @@ a stable machine-readable ``code``. The API layer turns any of them into
         ├── InsufficientMemory (503 insufficient_memory)
         ├── RuntimeNotInstalled (503 runtime_not_installed)
         ├── QueueFull (503 queue_full)
-        └── ServerShuttingDown (503 shutting_down)
+        ├── ServerShuttingDown (503 shutting_down)
+        └── StorageError (503 storage_unavailable)   the model store failed or is unreachable
+            └── ArtifactMismatch (503 artifact_mismatch)   a file's bytes differ from its sha256
 """
 
 from __future__ import annotations
@@ -71,6 +74,10 @@ class Forbidden(ModelhostError):
 class Conflict(ModelhostError):
     status = 409
     code = "conflict"
+
+
+class VersionExists(Conflict):
+    code = "version_exists"
 
 
 class NotFound(ModelhostError):
@@ -124,3 +131,11 @@ class QueueFull(Unavailable):
 
 class ServerShuttingDown(Unavailable):
     code = "shutting_down"
+
+
+class StorageError(Unavailable):
+    code = "storage_unavailable"
+
+
+class ArtifactMismatch(StorageError):
+    code = "artifact_mismatch"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -12,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from modelhost.auth.authenticator import Authenticator
 from modelhost.auth.quotas import Limits, LocalQuotas, Quotas, RedisQuotas
-from modelhost.cache.loader import ModelLoader
+from modelhost.cache.loader import LoadedModel, ModelLoader
+from modelhost.cache.memory import process_rss
 from modelhost.cache.model_cache import ModelCache
 from modelhost.db.engine import create_engine
 from modelhost.db.migrate import upgrade
@@ -23,12 +25,14 @@ from modelhost.db.users import UserStore
 from modelhost.errors import ModelhostError
 from modelhost.inference.repository import RepositoryService
 from modelhost.inference.service import InferenceService
+from modelhost.observability.emf import EmfEmitter
+from modelhost.observability.metrics import Metrics
 from modelhost.registry.catalog import ModelCatalog
 from modelhost.registry.sync import RegistrySync
 from modelhost.runtimes.factory import runtime_class
 from modelhost.settings import Settings
 from modelhost.storage.base import ModelStore
-from modelhost.storage.local import LocalModelStore
+from modelhost.storage.factory import open_store
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +57,37 @@ class Services:
     quotas: Quotas
     load_executor: ThreadPoolExecutor
     predict_executor: ThreadPoolExecutor
+    metrics: Metrics
+    emf: EmfEmitter | None
     ready: bool = False
+    draining: bool = False
+    in_flight: int = 0
+    _idle: asyncio.Event | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
+
+    # -- requests in flight, for a graceful shutdown ------------------------------------------
+
+    def request_started(self) -> None:
+        self.in_flight += 1
+        self.metrics.in_flight.inc()
+
+    def request_finished(self) -> None:
+        self.in_flight -= 1
+        self.metrics.in_flight.dec()
+        if self.in_flight == 0 and self._idle is not None:
+            self._idle.set()
+
+    async def drain(self, grace: float) -> int:
+        """Refuse new requests (503, readiness false) and wait up to ``grace`` seconds for the
+        ones in flight; returns how many were still running when the wait ended."""
+        self.draining = True
+        self.ready = False
+        self._idle = asyncio.Event()
+        if self.in_flight == 0:
+            self._idle.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), grace)
+        return self.in_flight
 
     async def start(self) -> None:
         if self.settings.db_auto_migrate:
@@ -66,6 +99,8 @@ class Services:
         await self._import_runtimes()
         await self._load_pinned()
         self._spawn(self.sync.run_periodically(self.settings.registry_refresh_seconds))
+        if self.emf is not None:
+            self._spawn(self._emit_emf(self.emf, self.settings.emf_interval_seconds))
         if self.settings.idle_unload_seconds:
             self._spawn(self._unload_idle_models(self.settings.idle_unload_seconds))
         self.ready = True
@@ -77,6 +112,7 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.cache.close()
+        await self.store.close()
         await self.usage_writer.close()
         if isinstance(self.quotas, RedisQuotas):
             await self.quotas.close()
@@ -114,6 +150,24 @@ class Services:
                 except ModelhostError as exc:
                     log.error("pinned model %s/%s did not load: %s", name, record.version, exc)
 
+    async def _emit_emf(self, emf: EmfEmitter, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            emf.emit(self.process_figures())
+
+    def process_figures(self) -> dict[str, float]:
+        """The process-level numbers the EMF lines carry."""
+        cache = self.cache
+        resident = cache.used_bytes + cache.freeing_bytes
+        return {
+            "ResidentBytes": resident,
+            "BudgetBytes": cache.budget,
+            "ProcessRSSBytes": process_rss(),
+            "MemoryUtilization": 100.0 * resident / cache.budget if cache.budget else 0.0,
+            "ResidentModels": sum(1 for entry in cache.entries() if entry.footprint),
+            "QueueDepth": sum(s.queue_depth for _, s in self.inference.schedulers()),
+        }
+
     async def _unload_idle_models(self, idle: float) -> None:
         while True:
             await asyncio.sleep(min(max(idle / 4, 0.05), 5.0))
@@ -121,7 +175,7 @@ class Services:
 
 
 def build_services(settings: Settings) -> Services:
-    store: ModelStore = LocalModelStore(settings.model_repository)
+    store = open_store(settings)
     engine = create_engine(settings)
     catalog = ModelCatalog()
     load_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="modelhost-load")
@@ -135,11 +189,19 @@ def build_services(settings: Settings) -> Services:
         load_executor=load_executor,
         predict_executor=predict_executor,
     )
+    metrics = Metrics()
+
+    def record_load(model: LoadedModel) -> None:
+        labels = (model.ref.name, str(model.ref.version))
+        for phase, seconds in {**model.phases, "total": model.load_seconds}.items():
+            metrics.load_duration.labels(*labels, phase).observe(seconds)
+
     cache = ModelCache(
         loader,
         budget=settings.memory_budget,
         retry_initial=settings.load_retry_initial_seconds,
         retry_max=settings.load_retry_max_seconds,
+        on_loaded=record_load,
     )
     sync = RegistrySync(store, RegistryStore(engine), catalog, cache)
     users = UserStore(engine)
@@ -148,7 +210,7 @@ def build_services(settings: Settings) -> Services:
     quotas: Quotas = (
         RedisQuotas(settings.redis_url, limits) if settings.redis_url else LocalQuotas(limits)
     )
-    return Services(
+    services = Services(
         settings=settings,
         engine=engine,
         store=store,
@@ -157,7 +219,11 @@ def build_services(settings: Settings) -> Services:
         cache=cache,
         loader=loader,
         inference=InferenceService(
-            catalog, cache, default_timeout=settings.request_timeout_seconds, quotas=quotas
+            catalog,
+            cache,
+            default_timeout=settings.request_timeout_seconds,
+            quotas=quotas,
+            metrics=metrics,
         ),
         repository=RepositoryService(catalog, cache, sync),
         users=users,
@@ -176,4 +242,10 @@ def build_services(settings: Settings) -> Services:
         quotas=quotas,
         load_executor=load_executor,
         predict_executor=predict_executor,
+        metrics=metrics,
+        emf=EmfEmitter(pod=os.environ.get("HOSTNAME", "local"))
+        if settings.cloudwatch_emf
+        else None,
     )
+    services.metrics.watch(services)
+    return services

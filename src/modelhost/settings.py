@@ -28,8 +28,20 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MODELHOST_", extra="ignore")
 
-    model_repository: Path = Field(
-        default=Path("models"), description="Folder laid out as <name>/<version>/model.yaml."
+    model_repository: str = Field(
+        default="models",
+        description="Where versions live, as <name>/<version>/: a folder or s3://bucket/prefix.",
+    )
+    s3_endpoint: str | None = Field(
+        default=None, description="S3-compatible endpoint URL; unset: AWS (or AWS_ENDPOINT_URL)."
+    )
+    s3_region: str | None = Field(default=None, description="unset: AWS_REGION, else us-east-1.")
+    cache_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "modelhost",
+        description="Verified local copies of files fetched from a remote model repository.",
+    )
+    cache_size: ByteCount = Field(
+        default=parse_bytes("50GiB"), gt=0, description="Bytes the artifact cache may hold."
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -55,6 +67,17 @@ class Settings(BaseSettings):
         default_factory=_default_cores, ge=1, description="Cores model threads may share."
     )
     log_level: str = "info"
+    log_format: Literal["json", "text"] = "json"
+    metrics_public: bool = Field(
+        default=False, description="Serve /metrics without an API key (in-cluster scrapes)."
+    )
+    cloudwatch_emf: bool = Field(
+        default=False, description="Also write CloudWatch Embedded Metric Format lines."
+    )
+    emf_interval_seconds: float = Field(default=60.0, gt=0)
+    shutdown_grace_seconds: float = Field(
+        default=30.0, ge=0, description="How long requests in flight may finish after SIGTERM."
+    )
 
     # -- the database: users, API keys, the model registry, usage records
     database_url: str = Field(

@@ -26,7 +26,7 @@ class ServerProcess:
 
     def __init__(
         self,
-        repository: Path,
+        repository: Path | str,  # a folder, or a URI such as s3://bucket/prefix
         log_path: Path,
         *,
         env: dict[str, str] | None = None,
@@ -43,6 +43,7 @@ class ServerProcess:
             "MODELHOST_DATABASE_URL": f"sqlite:///{state}/modelhost.db",
             "MODELHOST_USAGE_JOURNAL": str(state / "usage.journal"),
             "MODELHOST_AUTH": "disabled",
+            "MODELHOST_CACHE_DIR": str(state / "artifact-cache"),
         }
         self.state_dir = state
         environment = {**os.environ, **defaults, **(env or {})}
@@ -82,7 +83,8 @@ class ServerProcess:
         raise TimeoutError(f"server not ready after {timeout}s:\n{self.log()}")
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self, timeout: float = 20.0) -> int:

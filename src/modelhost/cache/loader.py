@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -20,7 +20,7 @@ from modelhost.registry.manifest import Manifest
 from modelhost.runtimes.base import Runtime
 from modelhost.runtimes.factory import runtime_class
 from modelhost.runtimes.pool import InstancePool
-from modelhost.storage.base import ModelStore
+from modelhost.storage.base import FetchedVersion, ModelStore
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,10 @@ class LoadedModel:
     measured_bytes: int  # process RSS growth over the load
     reported_bytes: int | None  # what the runtime counted itself, when it can
     load_seconds: float
+    # Seconds per load phase: download, verify (the store's fetch) and deserialize (the
+    # runtime's load), for logs and metrics.
+    phases: dict[str, float] = field(default_factory=dict)
+    files: FetchedVersion | None = None  # held while loaded: the store keeps the files
 
     @property
     def manifest(self) -> Manifest:
@@ -73,33 +77,56 @@ class ModelLoader:
         return await self._store.size_bytes(ref.name, ref.version) * ref.manifest.instances
 
     async def load(self, ref: ModelRef) -> LoadedModel:
-        path = await self._store.fetch(ref.name, ref.version)
+        started = time.perf_counter()
+        files = await self._store.fetch(ref.name, ref.version)
+        try:
+            return await self._load_fetched(ref, files, started)
+        except BaseException:
+            files.release()
+            raise
+
+    async def _load_fetched(
+        self, ref: ModelRef, files: FetchedVersion, started: float
+    ) -> LoadedModel:
         loop = asyncio.get_running_loop()
         cls = await loop.run_in_executor(self._load_executor, runtime_class, ref.manifest.runtime)
         manifest = ref.manifest
         calls_per_instance = max(1, self._cores // manifest.instances) if cls.thread_safe else 1
         # Compute threads of all the model's concurrent calls together ≈ the cores.
         threads = max(1, self._cores // (manifest.instances * calls_per_instance))
-        started = time.perf_counter()
+        deserialize_started = time.perf_counter()
         instances, measured = await loop.run_in_executor(
-            self._load_executor, _load_instances, cls, threads, path, manifest
+            self._load_executor, _load_instances, cls, threads, files.path, manifest
         )
-        elapsed = time.perf_counter() - started
+        finished = time.perf_counter()
+        phases = {
+            "download": files.download_seconds,
+            "verify": files.verify_seconds,
+            "deserialize": finished - deserialize_started,
+        }
         reported = [instance.reported_bytes() for instance in instances]
         pool = InstancePool(instances, calls_per_instance, self._predict_executor)
         log.info(
-            "loaded %s in %.3fs: %d instance(s), %d bytes measured",
+            "loaded %s in %.3fs (download %.3fs, %d bytes; verify %.3fs; deserialize %.3fs): "
+            "%d instance(s), %d bytes measured",
             ref,
-            elapsed,
+            finished - started,
+            phases["download"],
+            files.downloaded_bytes,
+            phases["verify"],
+            phases["deserialize"],
             len(instances),
             measured,
+            extra={"model": ref.name, "version": ref.version, "phases": phases},
         )
         return LoadedModel(
             ref=ref,
             pool=pool,
             measured_bytes=measured,
             reported_bytes=None if None in reported else sum(r or 0 for r in reported),
-            load_seconds=elapsed,
+            load_seconds=finished - started,
+            phases=phases,
+            files=files,
         )
 
     async def unload(self, model: LoadedModel) -> None:
@@ -108,6 +135,8 @@ class ModelLoader:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._load_executor, _unload_instances, model.pool.instances)
         model.pool.instances = []
+        if model.files is not None:
+            model.files.release()
 
 
 def _load_instances(

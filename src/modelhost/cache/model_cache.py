@@ -70,6 +70,7 @@ class ModelCache:
         retry_initial: float = 1.0,
         retry_max: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        on_loaded: Callable[[LoadedModel], None] | None = None,
     ) -> None:
         self.budget = budget
         self.used_bytes = 0
@@ -80,6 +81,7 @@ class ModelCache:
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._clock = clock
+        self._on_loaded = on_loaded
         self._entries: dict[tuple[str, int], ModelEntry] = {}
         self._lru: OrderedDict[tuple[str, int], ModelEntry] = OrderedDict()  # READY, oldest first
         # Loads whose size is unknown run one at a time, so what the process grew by is theirs.
@@ -253,6 +255,8 @@ class ModelCache:
         entry.last_used = self._clock()
         self._lru[ref.key] = entry
         self.stats.loads += 1
+        if self._on_loaded is not None:
+            self._on_loaded(model)
         self._finish_transition(entry)
 
     async def _load_measured(self, entry: ModelEntry) -> tuple[LoadedModel, bool]:

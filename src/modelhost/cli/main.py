@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from modelhost.cli import registry, users
+from modelhost.cli import models, registry, users
 from modelhost.cli.database import DATABASE_HELP, database
 from modelhost.cli.settings import build_settings
 
@@ -22,13 +21,16 @@ db_app = typer.Typer(help="The database: users, keys, registry, usage.", no_args
 app.add_typer(db_app, name="db")
 app.add_typer(users.app, name="users")
 app.add_typer(registry.app, name="models")
+registry.app.add_typer(models.app)  # push and pull: the store side of the same group
 
 
 @app.command()
 def serve(
     model_repository: Annotated[
-        Path | None,
-        typer.Option(help="Folder of <name>/<version>/model.yaml [MODELHOST_MODEL_REPOSITORY]"),
+        str | None,
+        typer.Option(
+            help="Folder or s3://bucket/prefix of <name>/<version>/ [MODELHOST_MODEL_REPOSITORY]"
+        ),
     ] = None,
     host: Annotated[str | None, typer.Option(help="Bind address [MODELHOST_HOST]")] = None,
     port: Annotated[int | None, typer.Option(help="Port [MODELHOST_PORT]")] = None,
@@ -46,9 +48,7 @@ def serve(
     log_level: Annotated[str | None, typer.Option(help="[MODELHOST_LOG_LEVEL]")] = None,
 ) -> None:
     """Serve the models of a repository; models load on their first request."""
-    import uvicorn
-
-    from modelhost.app import create_app
+    from modelhost.cli.server import run_server
 
     settings = build_settings(
         model_repository=model_repository,
@@ -59,21 +59,9 @@ def serve(
         max_request_bytes=max_request_bytes,
         log_level=log_level,
     )
-    if not settings.model_repository.is_dir():
+    if "://" not in settings.model_repository and not Path(settings.model_repository).is_dir():
         raise typer.BadParameter(f"model repository {settings.model_repository} is not a folder")
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-        timeout_graceful_shutdown=30,
-    )
+    run_server(settings)
 
 
 @app.command()

@@ -38,6 +38,7 @@ class UsageWriter:
         self._buffer: list[UsageRecord] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.written = 0
         self.journaled = 0
         self.replayed = 0
@@ -57,15 +58,16 @@ class UsageWriter:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:
-        """Stop the loop and write (or journal) everything still in memory."""
+        """Stop the loop (letting a flush under way finish: cancelling it mid-insert could
+        drop its batch) and write, or journal, everything still in memory."""
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
         await self.flush()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._flush_seconds)
             self._wake.clear()
@@ -79,11 +81,15 @@ class UsageWriter:
             await self._spill(self._take_all())
             return
         while self._buffer:
-            batch = self._buffer[: self._batch_size]
-            del self._buffer[: self._batch_size]
-            if len(self._buffer) > _MAX_BUFFER or not await self._insert(batch):
-                await self._spill(batch + self._take_all())
+            if len(self._buffer) > _MAX_BUFFER:
+                await self._spill(self._take_all())
                 return
+            batch = self._buffer[: self._batch_size]
+            # Records leave the buffer only once they are committed or journaled.
+            if not await self._insert(batch):
+                await self._spill(self._take_all())
+                return
+            del self._buffer[: len(batch)]
 
     def _take_all(self) -> list[UsageRecord]:
         taken, self._buffer = self._buffer, []

@@ -20,9 +20,11 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
+from prometheus_client import Histogram
 
 from modelhost.errors import DeadlineExceeded, ModelhostError, QueueFull
 from modelhost.inference.validation import conform_outputs
+from modelhost.observability.metrics import Metrics
 from modelhost.registry.manifest import Manifest, TensorSpec
 from modelhost.runtimes.base import Runtime, Tensors
 from modelhost.runtimes.pool import InstancePool
@@ -35,6 +37,7 @@ class _Pending:
     signature: tuple[tuple[str, tuple[int, ...]], ...]
     deadline: float
     future: asyncio.Future[tuple[Tensors, int]]
+    enqueued: float
     timer: asyncio.TimerHandle | None = None
 
 
@@ -54,8 +57,16 @@ class SchedulerStats:
 class ModelScheduler:
     """Queues one model version's requests and runs them on its instances."""
 
-    def __init__(self, pool: InstancePool, manifest: Manifest, label: str) -> None:
+    def __init__(
+        self, pool: InstancePool, manifest: Manifest, label: str, metrics: Metrics | None = None
+    ) -> None:
         self._pool = pool
+        if metrics is not None:
+            labels = (label.rsplit("/", 1)[0], label.rsplit("/", 1)[1])
+            self._waits: Histogram | None = metrics.queue_wait.labels(*labels)
+            self._batch_sizes: Histogram | None = metrics.batch_size.labels(*labels)
+        else:
+            self._waits = self._batch_sizes = None
         self._label = label
         self._batching = manifest.batching is not None and manifest.max_batch_size > 0
         self._max_rows = manifest.max_batch_size if self._batching else 1
@@ -88,7 +99,7 @@ class ModelScheduler:
                 retry_after=self._retry_after(),
             )
         signature = tuple((name, array.shape[1:]) for name, array in inputs.items())
-        pending = _Pending(inputs, rows, signature, deadline, loop.create_future())
+        pending = _Pending(inputs, rows, signature, deadline, loop.create_future(), loop.time())
         pending.timer = loop.call_at(deadline, self._expire, pending)
         self._queue.append(pending)
         self._arrived.set()
@@ -121,11 +132,20 @@ class ModelScheduler:
                 if not batch:
                     self._pool.release(instance)
                     continue
+                self._observe(batch)
                 task = asyncio.get_running_loop().create_task(self._execute(instance, batch))
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
         finally:
             self._dispatcher = None
+
+    def _observe(self, batch: list[_Pending]) -> None:
+        if self._waits is None or self._batch_sizes is None:
+            return
+        now = asyncio.get_running_loop().time()
+        for pending in batch:
+            self._waits.observe(now - pending.enqueued)
+        self._batch_sizes.observe(len(batch))
 
     async def _gather(self) -> None:
         """Wait, at most until the oldest request has waited ``max_delay_ms``, for the batch

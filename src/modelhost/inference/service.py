@@ -16,6 +16,7 @@ from modelhost.cache.model_cache import ModelCache
 from modelhost.inference.batching import ModelScheduler
 from modelhost.inference.types import InferenceRequest, InferenceResponse, Tensor
 from modelhost.inference.validation import check_inputs, check_requested
+from modelhost.observability.metrics import Metrics
 from modelhost.registry.catalog import ModelCatalog, ModelRef
 
 
@@ -38,11 +39,13 @@ class InferenceService:
         *,
         default_timeout: float,
         quotas: Quotas,
+        metrics: Metrics | None = None,
     ) -> None:
         self._catalog = catalog
         self._cache = cache
         self._default_timeout = default_timeout
         self._quotas = quotas
+        self._metrics = metrics
         # One scheduler per loaded model; it goes away with the model it was made for.
         self._schedulers: weakref.WeakKeyDictionary[LoadedModel, ModelScheduler] = (
             weakref.WeakKeyDictionary()
@@ -88,7 +91,7 @@ class InferenceService:
         scheduler = self._schedulers.get(model)
         if scheduler is None:
             scheduler = self._schedulers[model] = ModelScheduler(
-                model.pool, model.manifest, str(model.ref)
+                model.pool, model.manifest, str(model.ref), self._metrics
             )
         return scheduler
 

@@ -7,8 +7,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modelhost.api.deps import principal_of
+from modelhost.api.metering import RequestMeter
 from modelhost.api.requests import header_int, read_body, request_timeout, services_of
-from modelhost.api.usage import UsageMeter
 from modelhost.errors import ModelhostError
 from modelhost.inference.codec import HEADER_LENGTH, decode_request, encode_response
 
@@ -17,7 +17,7 @@ async def infer(request: Request) -> Response:
     services = services_of(request)
     principal = principal_of(request)
     name, version = request.path_params["name"], request.path_params.get("version")
-    meter = UsageMeter.start(services.usage_writer, principal, name)
+    meter = RequestMeter.start(services, principal, "infer", name)
     try:
         principal.require_model(name)
         services.inference.resolve(name, version)  # an unknown model is a 404 whatever the body

@@ -17,9 +17,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modelhost.api.deps import principal_of
+from modelhost.api.metering import RequestMeter
 from modelhost.api.requests import read_json_object, request_timeout, services_of
 from modelhost.api.responses import json_response
-from modelhost.api.usage import UsageMeter
 from modelhost.auth.principal import Principal
 from modelhost.errors import BadRequest, ModelhostError
 from modelhost.inference.types import InferenceRequest, RequestedOutput, Tensor
@@ -32,7 +32,7 @@ TOKEN_COUNT_OUTPUT = "token_count"
 async def embeddings(request: Request) -> Response:
     services = services_of(request)
     principal = principal_of(request)
-    meter = UsageMeter.start(services.usage_writer, principal, "")
+    meter = RequestMeter.start(services, principal, "embeddings", "")
     try:
         response = await _embeddings(request, services, principal, meter)
     except ModelhostError as exc:
@@ -45,7 +45,7 @@ async def embeddings(request: Request) -> Response:
 
 
 async def _embeddings(
-    request: Request, services: Services, principal: Principal, meter: UsageMeter
+    request: Request, services: Services, principal: Principal, meter: RequestMeter
 ) -> Response:
     body = await read_json_object(request, services.settings.max_request_bytes)
     meter.bytes_in = int(request.headers.get("content-length") or 0)

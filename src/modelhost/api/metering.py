@@ -1,0 +1,62 @@
+"""What each inference request leaves behind when it ends: a usage record for the database
+writer, its count and latency in the metrics, and its fields on the request's log line."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+from modelhost.auth.principal import Principal
+from modelhost.db.timestamps import utcnow
+from modelhost.db.usage import UsageRecord
+from modelhost.observability.context import annotate
+from modelhost.services import Services
+
+
+@dataclass
+class RequestMeter:
+    """Filled in as a request goes; :meth:`finish` hands everything over (never raises)."""
+
+    services: Services
+    principal: Principal
+    endpoint: str
+    model: str
+    started: float
+    status: int = 500
+    version: int | None = None
+    batch_size: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+    @classmethod
+    def start(
+        cls, services: Services, principal: Principal, endpoint: str, model: str
+    ) -> RequestMeter:
+        return cls(services, principal, endpoint, model[:128], time.perf_counter())
+
+    def finish(self) -> None:
+        elapsed = time.perf_counter() - self.started
+        version = str(self.version) if self.version is not None else ""
+        status = str(self.status)
+        metrics = self.services.metrics
+        metrics.requests.labels(self.model, version, self.endpoint, status).inc()
+        metrics.request_duration.labels(self.model, version, self.endpoint, status).observe(elapsed)
+        if self.services.emf is not None:
+            self.services.emf.record(self.model, self.status, elapsed)
+        annotate(model=self.model, version=version, user_id=self.principal.user_id)
+        self.services.usage_writer.record(
+            UsageRecord(
+                record_id=str(uuid.uuid4()),
+                user_id=self.principal.user_id,
+                key_id=self.principal.key_id,
+                model=self.model,
+                version=self.version,
+                status=self.status,
+                latency_ms=elapsed * 1000,
+                batch_size=self.batch_size,
+                bytes_in=self.bytes_in,
+                bytes_out=self.bytes_out,
+                created_at=utcnow(),
+            )
+        )

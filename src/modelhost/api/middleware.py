@@ -1,0 +1,81 @@
+"""Request context as plain ASGI middleware: the request id, the in-flight count, one log line
+per request, and refusing new requests while the server drains for shutdown."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from modelhost.api.errors import error_response
+from modelhost.observability import context
+from modelhost.services import Services
+
+log = logging.getLogger("modelhost.access")
+
+# Probes and scrapes: not counted, not logged, answered even while draining.
+QUIET_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in QUIET_PATHS:
+            await self.app(scope, receive, send)
+            return
+        services = self.services
+        request_id = _request_id(scope)
+        if services.draining:
+            response = error_response(503, "the server is shutting down", "shutting_down", 1.0)
+            response.headers["connection"] = "close"
+            response.headers["x-request-id"] = request_id
+            await response(scope, receive, send)
+            return
+        fields = context.begin(request_id)
+        status = 500
+        header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        started = time.perf_counter()
+        services.request_started()
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            services.request_finished()
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "%s %s %d",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+                        **fields,
+                    },
+                )
+
+
+def _request_id(scope: Scope) -> str:
+    for key, value in scope["headers"]:
+        if key == b"x-request-id":
+            given: str = value.decode("latin-1")
+            if _REQUEST_ID.match(given):
+                return given
+            break
+    return uuid.uuid4().hex

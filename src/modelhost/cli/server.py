@@ -1,0 +1,64 @@
+"""Running the server under uvicorn, with a graceful shutdown on SIGTERM.
+
+On the first SIGTERM (or Ctrl-C) readiness turns false and new requests get 503 at once; the
+requests in flight get up to ``shutdown_grace_seconds`` to finish; then uvicorn stops, and the
+app's shutdown flushes the usage writer and unloads the models. A second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import FrameType
+
+import uvicorn
+
+from modelhost.app import create_app
+from modelhost.observability.logging import configure_logging
+from modelhost.services import Services
+from modelhost.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class GracefulServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, services: Services, grace: float) -> None:
+        super().__init__(config)
+        self._services = services
+        self._grace = grace
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._draining: asyncio.Task[None] | None = None
+
+    async def startup(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
+        self._loop = asyncio.get_running_loop()
+        await super().startup(sockets=sockets)  # type: ignore[arg-type]
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._loop is None or self._draining is not None:
+            super().handle_exit(sig, frame)  # not started yet, or a second signal: stop now
+            return
+        self._draining = self._loop.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        log.info("shutting down: refusing new requests, %d in flight", self._services.in_flight)
+        left = await self._services.drain(self._grace)
+        if left:
+            log.warning("%d requests still running after the %.0fs grace period", left, self._grace)
+        self.should_exit = True
+
+
+def run_server(settings: Settings) -> None:
+    configure_logging(settings.log_level, settings.log_format)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        log_config=None,  # keep the logging configured above
+        access_log=False,  # one line per request comes from our middleware instead
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds)),
+    )
+    GracefulServer(config, app.state.services, settings.shutdown_grace_seconds).run()

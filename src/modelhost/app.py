@@ -1,4 +1,10 @@
-"""``create_app(settings)``: the ASGI application of one modelhost server."""
+"""``create_app(settings)``: the ASGI application of one modelhost server.
+
+The Open Inference Protocol's routes are plain Starlette, first in the route list, so the hot
+path pays for no per-request dependency solving and few regex matches. The management API
+(``/api/v1``) is a FastAPI app mounted beside them: validated bodies and OpenAPI docs
+(``/api/v1/docs``) where requests are rare.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.routing import Mount
 
 from modelhost import __version__
 from modelhost.api.errors import EXCEPTION_HANDLERS
@@ -24,50 +32,55 @@ from modelhost.api.routes import (
 from modelhost.api.routes import usage as usage_routes
 from modelhost.api.routes import users as user_routes
 from modelhost.auth.middleware import PUBLIC_PATHS, AuthMiddleware
-from modelhost.services import build_services
+from modelhost.services import Services, build_services
 from modelhost.settings import Settings
 
 
-def create_app(settings: Settings) -> FastAPI:
+def management_api(services: Services) -> FastAPI:
+    api = FastAPI(
+        title="modelhost management API",
+        version=__version__,
+        exception_handlers=EXCEPTION_HANDLERS,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    api.include_router(registry.router)
+    api.include_router(user_routes.router)
+    api.include_router(usage_routes.router)
+    api.state.services = services
+    return api
+
+
+def create_app(settings: Settings) -> Starlette:
     services = build_services(settings)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.start()
         try:
             yield
         finally:
             await services.stop()
 
-    app = FastAPI(
-        title="modelhost",
-        version=__version__,
+    public = PUBLIC_PATHS | ({"/metrics"} if settings.metrics_public else set())
+    app = Starlette(
         routes=[
-            # The Open Inference Protocol's routes are plain Starlette: no per-request
-            # dependency solving on the hot path.
-            *health.routes,
             *inference.routes,
             *models.routes,
+            *health.routes,
             *repository.routes,
-            *cache.routes,
             *openai.routes,
             *metrics.routes,
+            *cache.routes,
+            Mount("/api/v1", app=management_api(services)),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
             # Outermost first: every request gets its id and log line, even a refused one.
             Middleware(RequestContextMiddleware, services=services),
-            Middleware(
-                AuthMiddleware,
-                authenticator=services.authenticator,
-                public_paths=PUBLIC_PATHS | ({"/metrics"} if settings.metrics_public else set()),
-            ),
+            Middleware(AuthMiddleware, authenticator=services.authenticator, public_paths=public),
         ],
         lifespan=lifespan,
-        docs_url="/docs",
-        openapi_url="/openapi.json",
     )
-    for router in (registry.router, user_routes.router, usage_routes.router):
-        app.include_router(router)
     app.state.services = services
     return app

@@ -20,6 +20,8 @@ IRIS_SKLEARN = {
         {"name": "probabilities", "datatype": "FP64", "shape": [-1, 3], "method": "predict_proba"},
     ],
     "max_batch_size": 64,
+    # Many users, tiny requests: one model call for all the requests queued in 2 ms.
+    "batching": {"max_delay_ms": 2},
 }
 
 IRIS_ONNX = {
@@ -27,6 +29,7 @@ IRIS_ONNX = {
     "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}],
     "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]}],
     "max_batch_size": 64,
+    "batching": {"max_delay_ms": 2},
 }
 
 

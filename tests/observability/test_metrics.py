@@ -87,8 +87,13 @@ def test_metrics_match_the_traffic_sent(tmp_path: Path) -> None:
 
     requests = "modelhost_requests_total"
     assert value(samples, requests, model="a", version="1", endpoint="infer", status="200") == 5
-    assert value(samples, requests, model="a", version="", endpoint="infer", status="400") == 2
-    assert value(samples, requests, model="nope", version="", endpoint="infer", status="404") == 1
+    assert value(samples, requests, model="a", version="1", endpoint="infer", status="400") == 2
+    # A name that is no model does not become a label value of its own.
+    assert (
+        value(samples, requests, model="_unresolved", version="", endpoint="infer", status="404")
+        == 1
+    )
+    assert not any(labels and ("model", "nope") in labels for _, labels in samples)
     assert (
         value(samples, requests, model="batched", version="1", endpoint="infer", status="200") == 12
     )

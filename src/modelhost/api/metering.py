@@ -4,14 +4,16 @@ writer, its count and latency in the metrics, and its fields on the request's lo
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 
 from modelhost.auth.principal import Principal
 from modelhost.db.timestamps import utcnow
 from modelhost.db.usage import UsageRecord
 from modelhost.observability.context import annotate
+from modelhost.observability.ids import new_id
 from modelhost.services import Services
+
+UNRESOLVED = "_unresolved"
 
 
 @dataclass
@@ -38,16 +40,19 @@ class RequestMeter:
     def finish(self) -> None:
         elapsed = time.perf_counter() - self.started
         version = str(self.version) if self.version is not None else ""
+        # Names that resolved to no model stay out of the labels: a client could otherwise
+        # mint unlimited time series by asking for models that don't exist.
+        model = self.model if self.version is not None else UNRESOLVED
         status = str(self.status)
         metrics = self.services.metrics
-        metrics.requests.labels(self.model, version, self.endpoint, status).inc()
-        metrics.request_duration.labels(self.model, version, self.endpoint, status).observe(elapsed)
+        metrics.requests.labels(model, version, self.endpoint, status).inc()
+        metrics.request_duration.labels(model, version, self.endpoint, status).observe(elapsed)
         if self.services.emf is not None:
             self.services.emf.record(self.model, self.status, elapsed)
         annotate(model=self.model, version=version, user_id=self.principal.user_id)
         self.services.usage_writer.record(
             UsageRecord(
-                record_id=str(uuid.uuid4()),
+                record_id=new_id(),
                 user_id=self.principal.user_id,
                 key_id=self.principal.key_id,
                 model=self.model,

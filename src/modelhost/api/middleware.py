@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 import re
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelhost.api.errors import error_response
 from modelhost.observability import context
+from modelhost.observability.ids import new_id
 from modelhost.services import Services
 
 log = logging.getLogger("modelhost.access")
@@ -78,4 +78,4 @@ def _request_id(scope: Scope) -> str:
             if _REQUEST_ID.match(given):
                 return given
             break
-    return uuid.uuid4().hex
+    return new_id()

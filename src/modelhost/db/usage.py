@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -28,14 +28,21 @@ class UsageRecord:
     bytes_out: int
     created_at: datetime
 
+    def to_row(self) -> dict[str, Any]:
+        # Not dataclasses.asdict: it deep-copies, and this runs for every request.
+        return {name: getattr(self, name) for name in _FIELDS}
+
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = self.to_row()
         data["created_at"] = self.created_at.isoformat()
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> UsageRecord:
         return cls(**{**data, "created_at": datetime.fromisoformat(data["created_at"])})
+
+
+_FIELDS = tuple(field.name for field in fields(UsageRecord))
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,7 @@ class UsageStore:
         builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
         statement = builder(usage_records).on_conflict_do_nothing(index_elements=["record_id"])
         async with self._engine.begin() as db:
-            await db.execute(statement, [asdict(record) for record in records])
+            await db.execute(statement, [record.to_row() for record in records])
 
     async def records(
         self,

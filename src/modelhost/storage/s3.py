@@ -196,14 +196,17 @@ class S3ModelStore(ModelStore):
             key = self._key(name, version, path)
             reader = HashingReader(file, progress)
             with self._errors(f"PUT {self.uri}/{key}"):
-                if size <= _MIN_PART:  # one request; multipart would take three
-                    data = b"".join([chunk async for chunk in reader])
-                    await obstore.put_async(self._store, key, data)
-                else:
-                    part = max(_MIN_PART, -(-size // _MAX_PARTS))
-                    await obstore.put_async(
-                        self._store, key, reader, chunk_size=part, max_concurrency=4
-                    )
+                # A file up to one part goes up in one PUT at close(), a bigger one in parts.
+                # Pushed chunk by chunk from here, rather than handing obstore an async
+                # iterator to pull from: a Rust task holding Python iterators could outlive
+                # the event loop. Left unclosed after an error, nothing is committed.
+                part = max(_MIN_PART, -(-size // _MAX_PARTS))
+                writer = obstore.open_writer_async(
+                    self._store, key, buffer_size=part, max_concurrency=4
+                )
+                async for chunk in reader:
+                    await writer.write(chunk)
+                await writer.close()
             index[path] = FileInfo(reader.size, reader.sha256)
         key = self._key(name, version, INDEX_PATH)
         with self._errors(f"PUT {self.uri}/{key}", exists=exists):

@@ -20,7 +20,8 @@ async def infer(request: Request) -> Response:
     meter = RequestMeter.start(services, principal, "infer", name)
     try:
         principal.require_model(name)
-        services.inference.resolve(name, version)  # an unknown model is a 404 whatever the body
+        # An unknown model is a 404 whatever the body.
+        meter.version = services.inference.resolve(name, version).version
         body = await read_body(request, services.settings.max_request_bytes)
         meter.bytes_in = len(body)
         inference_request = decode_request(body, header_int(request, HEADER_LENGTH), name, version)

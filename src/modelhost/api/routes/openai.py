@@ -61,6 +61,7 @@ async def _embeddings(
     if body.get("dimensions") is not None:
         raise BadRequest("'dimensions' is not supported: the model's size is fixed")
     ref = services.inference.resolve(name, None)
+    meter.version = ref.version
     manifest = ref.manifest
     _check_embedding_model(name, manifest)
 
@@ -75,7 +76,6 @@ async def _embeddings(
             for chunk in chunks
         )
     )
-    meter.version = ref.version
     meter.batch_size = max(outcome.batch_size for outcome in outcomes)
     vectors: list[np.ndarray] = []
     tokens = 0

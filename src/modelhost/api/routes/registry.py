@@ -10,7 +10,7 @@ from modelhost.cache.entry import ModelState
 from modelhost.db.registry import VersionRow
 from modelhost.services import Services
 
-router = APIRouter(prefix="/api/v1/models", tags=["models"])
+router = APIRouter(prefix="/models", tags=["models"])
 
 
 def _version(services: Services, row: VersionRow) -> VersionPublic:

@@ -12,7 +12,7 @@ from modelhost.api.schemas import ModelUsage, UsagePage, UsagePublic
 from modelhost.errors import NotFound
 from modelhost.services import Services
 
-router = APIRouter(prefix="/api/v1", tags=["usage"])
+router = APIRouter(tags=["usage"])
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
 

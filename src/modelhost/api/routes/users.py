@@ -17,7 +17,7 @@ from modelhost.auth.keys import new_key
 from modelhost.db.users import ApiKey, User
 from modelhost.services import Services
 
-router = APIRouter(prefix="/api/v1/users", tags=["users"])
+router = APIRouter(prefix="/users", tags=["users"])
 
 
 def _user(user: User) -> UserPublic:

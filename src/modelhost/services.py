@@ -233,6 +233,7 @@ def build_services(settings: Settings) -> Services:
             settings.usage_journal,
             flush_seconds=settings.usage_flush_seconds,
             batch_size=settings.usage_batch_size,
+            enabled=settings.usage_records,
         ),
         authenticator=(
             Authenticator(users, cache_seconds=settings.auth_cache_seconds)

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, description="Share quota counters across replicas.")
 
     # -- usage records
+    usage_records: bool = Field(
+        default=True, description="Write a usage record per inference request."
+    )
     usage_journal: Path = Field(
         default=Path("modelhost-usage.journal"),
         description="Where usage records wait while the database is unreachable.",

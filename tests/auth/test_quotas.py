@@ -28,10 +28,9 @@ def _key(database_url: str, *options: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {output.strip().splitlines()[-1]}"}
 
 
-def test_requests_per_minute_and_in_flight_limits(tmp_path: Path) -> None:
+def test_requests_per_minute_and_in_flight_limits(database_url: str, tmp_path: Path) -> None:
     root = tmp_path / "models"
     write_slow_model(root, "slow", 0.5)
-    database_url = sqlite_url(tmp_path)
     env = {"MODELHOST_DATABASE_URL": database_url, "MODELHOST_AUTH": "enabled"}
     with ServerProcess(root, tmp_path / "server.log", env=env) as server:
         per_minute = _key(database_url, "--requests-per-minute", "3")

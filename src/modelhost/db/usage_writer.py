@@ -29,8 +29,15 @@ _REPLAY_CHUNK = 1000
 
 class UsageWriter:
     def __init__(
-        self, store: UsageStore, journal: Path, *, flush_seconds: float, batch_size: int
+        self,
+        store: UsageStore,
+        journal: Path,
+        *,
+        flush_seconds: float,
+        batch_size: int,
+        enabled: bool = True,
     ) -> None:
+        self.enabled = enabled
         self._store = store
         self._journal = journal
         self._flush_seconds = flush_seconds
@@ -46,6 +53,8 @@ class UsageWriter:
 
     def record(self, record: UsageRecord) -> None:
         """Queue one record; never blocks, never raises."""
+        if not self.enabled:
+            return
         self._buffer.append(record)
         if len(self._buffer) >= self._batch_size:
             self._wake.set()

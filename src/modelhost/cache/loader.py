@@ -94,27 +94,31 @@ class ModelLoader:
         calls_per_instance = max(1, self._cores // manifest.instances) if cls.thread_safe else 1
         # Compute threads of all the model's concurrent calls together ≈ the cores.
         threads = max(1, self._cores // (manifest.instances * calls_per_instance))
-        deserialize_started = time.perf_counter()
-        instances, measured = await loop.run_in_executor(
+        runtime_started = time.perf_counter()
+        instances, measured, deserialize = await loop.run_in_executor(
             self._load_executor, _load_instances, cls, threads, files.path, manifest
         )
         finished = time.perf_counter()
         phases = {
             "download": files.download_seconds,
             "verify": files.verify_seconds,
-            "deserialize": finished - deserialize_started,
+            "deserialize": deserialize,
+            # Collecting garbage and reading the RSS around the runtime's load: the price of
+            # measuring the footprint.
+            "measure": finished - runtime_started - deserialize,
         }
         reported = [instance.reported_bytes() for instance in instances]
         pool = InstancePool(instances, calls_per_instance, self._predict_executor)
         log.info(
-            "loaded %s in %.3fs (download %.3fs, %d bytes; verify %.3fs; deserialize %.3fs): "
-            "%d instance(s), %d bytes measured",
+            "loaded %s in %.3fs (download %.3fs, %d bytes; verify %.3fs; deserialize %.3fs; "
+            "measure %.3fs): %d instance(s), %d bytes measured",
             ref,
             finished - started,
             phases["download"],
             files.downloaded_bytes,
             phases["verify"],
             phases["deserialize"],
+            phases["measure"],
             len(instances),
             measured,
             extra={"model": ref.name, "version": ref.version, "phases": phases},
@@ -141,10 +145,12 @@ class ModelLoader:
 
 def _load_instances(
     cls: type[Runtime], threads: int, path: Path, manifest: Manifest
-) -> tuple[list[Runtime], int]:
+) -> tuple[list[Runtime], int, float]:
+    """The loaded instances, what the process grew by, and the seconds the runtime took."""
     release_memory()  # so the growth we read is this load's, not garbage from before it
     before = process_rss()
     instances: list[Runtime] = []
+    started = time.perf_counter()
     try:
         for _ in range(manifest.instances):
             instance = cls(threads=threads)
@@ -153,7 +159,8 @@ def _load_instances(
     except BaseException:
         _unload_instances(instances)
         raise
-    return instances, max(0, process_rss() - before)
+    deserialize = time.perf_counter() - started
+    return instances, max(0, process_rss() - before), deserialize
 
 
 def _unload_instances(instances: list[Runtime]) -> None:

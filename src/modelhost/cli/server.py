@@ -57,6 +57,9 @@ def run_server(settings: Settings) -> None:
         log_level=settings.log_level.lower(),
         log_config=None,  # keep the logging configured above
         access_log=False,  # one line per request comes from our middleware instead
+        # The client address is never used; uvicorn's X-Forwarded-For check costs ~10% of a
+        # small request's time.
+        proxy_headers=False,
         loop="uvloop",
         http="httptools",
         timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds)),

@@ -5,6 +5,7 @@ Extend it, don't break it: new keys get defaults, old files keep parsing.
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -107,11 +108,19 @@ class Manifest(BaseModel):
             raise ValueError("preferred_batch_sizes may not exceed max_batch_size")
         return self
 
+    @cached_property
+    def _inputs_by_name(self) -> dict[str, TensorSpec]:
+        return {spec.name: spec for spec in self.inputs}
+
+    @cached_property
+    def _outputs_by_name(self) -> dict[str, TensorSpec]:
+        return {spec.name: spec for spec in self.outputs}
+
     def input(self, name: str) -> TensorSpec | None:
-        return next((spec for spec in self.inputs if spec.name == name), None)
+        return self._inputs_by_name.get(name)
 
     def output(self, name: str) -> TensorSpec | None:
-        return next((spec for spec in self.outputs if spec.name == name), None)
+        return self._outputs_by_name.get(name)
 
 
 def parse_manifest(data: Any, *, source: str) -> Manifest:

@@ -113,6 +113,10 @@ class S3ModelStore(ModelStore):
             )
         # Names this store's versions in the cache's views, so two stores never share one.
         self._cache_key = hashlib.sha256(f"{endpoint} {self.uri}".encode()).hexdigest()[:16]
+        # A pushed version's index and manifest never change (a push never overwrites one), so
+        # each is read once per process, however often the registry rescans the store.
+        self._indexes: dict[tuple[str, int], dict[str, FileInfo]] = {}
+        self._manifests: dict[tuple[str, int], Manifest] = {}
 
     async def list_models(self) -> dict[str, list[int]]:
         found: dict[str, set[int]] = {}
@@ -128,13 +132,19 @@ class S3ModelStore(ModelStore):
         return {name: sorted(versions) for name, versions in sorted(found.items())}
 
     async def files(self, name: str, version: int) -> dict[str, FileInfo]:
-        key = self._key(name, version, INDEX_PATH)
-        missing = VersionNotFound(f"{self.uri} holds no version {version} of model {name!r}")
-        with self._errors(f"GET {self.uri}/{key}", missing=missing):
-            data = bytes(await (await obstore.get_async(self._store, key)).bytes_async())
-        return decode_index(data, source=f"{self.uri}/{key}")
+        index = self._indexes.get((name, version))
+        if index is None:
+            key = self._key(name, version, INDEX_PATH)
+            missing = VersionNotFound(f"{self.uri} holds no version {version} of model {name!r}")
+            with self._errors(f"GET {self.uri}/{key}", missing=missing):
+                data = bytes(await (await obstore.get_async(self._store, key)).bytes_async())
+            index = self._indexes[name, version] = decode_index(data, source=f"{self.uri}/{key}")
+        return dict(index)
 
     async def read_manifest(self, name: str, version: int) -> Manifest:
+        manifest = self._manifests.get((name, version))
+        if manifest is not None:
+            return manifest
         index = await self.files(name, version)
         key = self._key(name, version, MANIFEST_FILE)
         source = f"{self.uri}/{key}"
@@ -142,7 +152,9 @@ class S3ModelStore(ModelStore):
             raise InvalidManifest(f"{source}: the version's file index lists no {MANIFEST_FILE}")
         with self._errors(f"GET {source}", missing=InvalidManifest(f"{source}: not found")):
             data = bytes(await (await obstore.get_async(self._store, key)).bytes_async())
-        return await asyncio.to_thread(_verified_manifest, data, index[MANIFEST_FILE], source)
+        manifest = await asyncio.to_thread(_verified_manifest, data, index[MANIFEST_FILE], source)
+        self._manifests[name, version] = manifest
+        return manifest
 
     async def fetch(self, name: str, version: int) -> FetchedVersion:
         index = await self.files(name, version)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # HTTP overhead benchmark: modelhost V2 JSON infer vs a bare Starlette hello-world, one run.
 # Usage: bench/http_overhead.sh [--rounds 3] [--seconds 10] [--connections 32] [--profile FILE]
+#        [--batching demo|off|MS ...] [--gc-freeze] [--commit REV] [--json FILE]  (see --help)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${MODELHOST_PYTHON:-$root/.venv/bin/python}"

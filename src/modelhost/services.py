@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -68,12 +69,10 @@ class Services:
     # -- requests in flight, for a graceful shutdown ------------------------------------------
 
     def request_started(self) -> None:
-        self.in_flight += 1
-        self.metrics.in_flight.inc()
+        self.in_flight += 1  # exported at scrape time: no metric lock on the request path
 
     def request_finished(self) -> None:
         self.in_flight -= 1
-        self.metrics.in_flight.dec()
         if self.in_flight == 0 and self._idle is not None:
             self._idle.set()
 
@@ -103,6 +102,10 @@ class Services:
             self._spawn(self._emit_emf(self.emf, self.settings.emf_interval_seconds))
         if self.settings.idle_unload_seconds:
             self._spawn(self._unload_idle_models(self.settings.idle_unload_seconds))
+        # The frameworks imported above leave hundreds of thousands of long-lived objects;
+        # without this every full collection walks them all and stalls the loop for ~0.4 s.
+        gc.collect()
+        gc.freeze()
         self.ready = True
 
     async def stop(self) -> None:

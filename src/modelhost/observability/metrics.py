@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -39,11 +39,6 @@ class Metrics:
             "Time from a request's arrival to its answer.",
             labels,
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.in_flight = Gauge(
-            "modelhost_requests_in_flight",
-            "Requests being served now (all endpoints but probes and metrics).",
             registry=self.registry,
         )
         self.queue_wait = Histogram(
@@ -142,6 +137,11 @@ class _StateCollector(Collector):
             capacity.add_metric(labels, model.manifest.max_queue_size)
         yield depth
         yield capacity
+        yield GaugeMetricFamily(
+            "modelhost_requests_in_flight",
+            "Requests being served now (all endpoints but probes and metrics).",
+            value=services.in_flight,
+        )
         writer = services.usage_writer
         yield GaugeMetricFamily(
             "modelhost_usage_records_pending",

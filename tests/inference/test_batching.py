@@ -17,12 +17,20 @@ from tests.support.models import call_sizes, write_demo_models, write_python_mod
 from tests.support.server import ServerProcess
 
 
-def _with_batching(root: Path, source: str, target: str, max_delay_ms: float) -> None:
-    shutil.copytree(root / source, root / target)
-    manifest_path = root / target / "1" / "model.yaml"
+def _set_batching(root: Path, name: str, batching: dict[str, float] | None) -> None:
+    manifest_path = root / name / "1" / "model.yaml"
     manifest = yaml.safe_load(manifest_path.read_text())
-    manifest["batching"] = {"max_delay_ms": max_delay_ms}
+    manifest.pop("batching", None)
+    if batching is not None:
+        manifest["batching"] = batching
     manifest_path.write_text(yaml.safe_dump(manifest))
+
+
+def _with_batching(root: Path, source: str, target: str, max_delay_ms: float) -> None:
+    """A batched copy of ``source``; ``source`` itself runs one request per call."""
+    shutil.copytree(root / source, root / target)
+    _set_batching(root, target, {"max_delay_ms": max_delay_ms})
+    _set_batching(root, source, None)
 
 
 @pytest.fixture(scope="module")

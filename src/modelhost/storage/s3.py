@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +50,7 @@ from modelhost.storage.transfer import (
     CHUNK_BYTES,
     Chunk,
     HashingReader,
+    Stream,
     prepare_destination,
     receive_verified,
     remove_partials,
@@ -235,7 +236,7 @@ class S3ModelStore(ModelStore):
     def _key(name: str, version: int, path: str) -> str:
         return f"{check_model_name(name)}/{version}/{path}"
 
-    def _stream(self, key: str) -> Callable[[], AsyncGenerator[Chunk, None]]:
+    def _stream(self, key: str) -> Stream:
         async def chunks() -> AsyncGenerator[Chunk, None]:
             with self._errors(f"GET {self.uri}/{key}"):
                 response = await obstore.get_async(self._store, key)

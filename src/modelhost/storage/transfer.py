@@ -7,8 +7,8 @@
   once more, and a second one is an ArtifactMismatch naming the file and both hashes (pull and
   the artifact cache).
 
-Hashing and file I/O release the GIL, so a chunk is hashed and written in a worker thread while
-the next one arrives from the network: the event loop only hands chunks over.
+Hashing and file I/O release the GIL, so a chunk is hashed in one worker thread and written in
+another while the next one arrives from the network: the event loop only hands chunks over.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
@@ -72,30 +73,51 @@ class HashingReader:
 
 
 class _HashingFile:
-    """A file being written from a stream: each chunk hashed and written in a worker thread,
-    one chunk in flight, so the next one can arrive meanwhile."""
+    """A file being written from a stream. Each chunk is hashed in one worker thread and
+    written in another at the same time (both release the GIL), while the next chunk arrives;
+    one chunk in flight keeps the hash and the writes in order."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.size = 0
         self.hash = hashlib.sha256()
-        self._pending: asyncio.Future[None] | None = None
+        self._pending: list[asyncio.Future[None]] = []
+        # A cancelled await does not stop its thread: the lock keeps close() from pulling the
+        # descriptor (whose number the OS may hand out again) from under a write in progress.
+        self._lock = threading.Lock()
+        self._closed = False
 
     def _write(self, chunk: Chunk) -> None:
-        self.hash.update(chunk)
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(self.fd, view) :]
+        with self._lock:
+            view = memoryview(chunk)
+            while view and not self._closed:
+                view = view[os.write(self.fd, view) :]
 
     async def write(self, chunk: Chunk) -> None:
         await self.drain()
         self.size += len(chunk)
-        self._pending = asyncio.ensure_future(asyncio.to_thread(self._write, chunk))
+        self._pending = [
+            asyncio.ensure_future(asyncio.to_thread(self.hash.update, chunk)),
+            asyncio.ensure_future(asyncio.to_thread(self._write, chunk)),
+        ]
 
     async def drain(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            await pending
+        pending, self._pending = self._pending, []
+        for result in await asyncio.gather(*pending, return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result
+
+    def close(self, truncate: bool = False) -> None:
+        """Close the file (cutting off unwritten preallocated room first). Blocking."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                if truncate:
+                    os.ftruncate(self.fd, self.size)
+            finally:
+                os.close(self.fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +165,7 @@ async def receive_verified(
 async def _receive(
     stream: Stream, temp: Path, expected_size: int, progress: Progress | None
 ) -> tuple[int, str]:
-    fd = await asyncio.to_thread(_create, temp, expected_size)
-    out = _HashingFile(fd)
+    out = _HashingFile(await asyncio.to_thread(_create, temp, expected_size))
     try:
         async with contextlib.aclosing(stream()) as chunks:
             async for chunk in chunks:
@@ -152,16 +173,13 @@ async def _receive(
                 if progress is not None:
                     progress(len(chunk))
         await out.drain()
-        if out.size != expected_size:  # unwritten preallocated room must not look like data
-            await asyncio.to_thread(os.ftruncate, fd, out.size)
+        # Unwritten preallocated room must not look like data.
+        await asyncio.to_thread(out.close, out.size != expected_size)
     except BaseException as exc:
-        with contextlib.suppress(BaseException):
-            await out.drain()
-        await asyncio.to_thread(_discard, fd, temp)
+        await asyncio.to_thread(_discard, out, temp)
         if isinstance(exc, OSError):  # the local disk: the stream translates its own errors
             raise StorageError(f"cannot write {temp}: {exc.strerror or exc}") from None
         raise
-    await asyncio.to_thread(os.close, fd)
     return out.size, out.hash.hexdigest()
 
 
@@ -176,14 +194,15 @@ def _create(temp: Path, size: int) -> int:
         try:
             os.posix_fallocate(fd, 0, size)
         except OSError as exc:
-            _discard(fd, temp)
+            os.close(fd)
+            temp.unlink(missing_ok=True)
             raise StorageError(f"no room for {size} bytes at {temp}: {exc.strerror}") from None
     return fd
 
 
-def _discard(fd: int, temp: Path) -> None:
+def _discard(out: _HashingFile, temp: Path) -> None:
     with contextlib.suppress(OSError):
-        os.close(fd)
+        out.close()  # waits for a write still running in its thread
     temp.unlink(missing_ok=True)
 
 

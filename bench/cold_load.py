@@ -1,0 +1,368 @@
+"""Cold loads: from a request for an unloaded 1 GiB safetensors model to its first answer.
+
+Two comparisons, each against the cost of just moving the same bytes, measured in the same run
+and interleaved with the loads so machine noise hits both alike:
+
+(a) local store, page cache warm: a request to a running ``modelhost serve`` for the model
+    (unloaded just before) until its answer, against ``cat model.safetensors > /dev/null``.
+    Goal: <= 1.3x.
+(b) S3 (moto's server on loopback), empty artifact cache: a fresh ``modelhost serve`` per
+    trial, the same request, against one single-stream GET of the same object by the fastest
+    of two clients (obstore and boto3, both measured; their MB/s are printed). Goal: <= 1.5x.
+    Each timed step starts after the disk is synced and the machine sat idle a few seconds, so
+    that every step meets memory in the same state (see ``settle``); the cost of filling 1 GiB
+    of never-touched memory is printed too, as the machine charges it to every cold load.
+
+The model runs on the torch runtime: ``model.safetensors`` (``--size-mib``, default 1024) holds
+square float32 matrices that ``forward`` applies in turn, so the first answer reads every
+weight. Its module makes its parameters with ``torch.empty``: the runtime replaces them with
+the file's memory-mapped tensors, so no time goes to initialising values that are thrown away.
+For one cold load from S3 the server's own phase times (download, verify, deserialize) are
+printed; "answer" is the rest of the request: HTTP and the first forward pass.
+
+    .venv/bin/python bench/cold_load.py [--size-mib 1024] [--trials 5] [--s3-trials 3]
+                                        [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import numpy as np
+import obstore
+import yaml
+from obstore.store import S3Store
+from safetensors.numpy import save_file
+
+WIDTH = 4096  # one layer: 4096 x 4096 float32 = 64 MiB
+NAME = "stack"
+SETTLE_SECONDS = 6.0
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_REGION": "us-east-1",
+}
+MODEL_CODE = '''
+import torch
+
+
+class Stack(torch.nn.Module):
+    """Square layers applied in turn: one forward pass reads every weight."""
+
+    def __init__(self, layers: int, width: int) -> None:
+        super().__init__()
+        # torch.empty: nothing to initialise; the runtime assigns the file's tensors.
+        self.weights = torch.nn.ParameterList(
+            torch.nn.Parameter(torch.empty(width, width), requires_grad=False)
+            for _ in range(layers)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for weight in self.weights:
+            x = torch.tanh(x @ weight)
+        return x
+'''
+BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, WIDTH], "data": [0.5] * WIDTH}]}
+
+
+def write_model(folder: Path, layers: int) -> Path:
+    folder.mkdir(parents=True)
+    manifest = {
+        "runtime": "torch",
+        "entry_point": "model:Stack",
+        "parameters": {"init": {"layers": layers, "width": WIDTH}},
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, WIDTH]}],
+        "outputs": [{"name": "y", "datatype": "FP32", "shape": [1, WIDTH]}],
+    }
+    (folder / "model.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    (folder / "model.py").write_text(MODEL_CODE)
+    rng = np.random.default_rng(0)
+    tensors = {
+        f"weights.{i}": (rng.random((WIDTH, WIDTH), dtype=np.float32) - 0.5) / 32
+        for i in range(layers)
+    }
+    save_file(tensors, str(folder / "model.safetensors"))
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def timed(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+class Server:
+    """A ``modelhost serve`` process with its own state folder."""
+
+    def __init__(self, repository: str, state: Path, env: dict[str, str]) -> None:
+        state.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.log_path = state / "server.log"
+        environment = {
+            **os.environ,
+            "MODELHOST_DATABASE_URL": f"sqlite:///{state}/modelhost.db",
+            "MODELHOST_USAGE_JOURNAL": str(state / "usage.journal"),
+            "MODELHOST_AUTH": "disabled",
+            "MODELHOST_MEMORY_BUDGET": "16GiB",
+            **env,
+        }
+        command = [sys.executable, "-m", "modelhost.cli.main", "serve"]
+        command += ["--model-repository", repository, "--port", str(self.port)]
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=environment
+            )
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=600)
+        deadline = time.monotonic() + 120
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited:\n{self.log_path.read_text()}")
+            try:
+                if self.client.get("/v2/health/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(self.log_path.read_text())
+            time.sleep(0.05)
+
+    def infer(self) -> None:
+        response = self.client.post(f"/v2/models/{NAME}/infer", json=BODY)
+        if response.status_code != 200:
+            raise RuntimeError(f"infer failed: {response.status_code} {response.text}")
+
+    def unload(self) -> None:
+        self.client.post(f"/v2/repository/models/{NAME}/unload").raise_for_status()
+
+    def last_phases(self) -> dict[str, float]:
+        """The phase times the server logged for its last load of the model."""
+        for line in reversed(self.log_path.read_text().splitlines()):
+            if f"loaded {NAME}/" in line:
+                record = json.loads(line)
+                return {**record["phases"], "load_total": _load_total(record["message"])}
+        raise RuntimeError("the server logged no load")
+
+    def stop(self) -> None:
+        self.client.close()
+        self.process.terminate()
+        self.process.wait(60)
+
+
+def _load_total(message: str) -> float:
+    # "loaded stack/1 in 1.234s (...": the server's whole load, fetch included.
+    return float(message.split(" in ", 1)[1].split("s", 1)[0])
+
+
+def settle() -> None:
+    """Start a timed step from the same state as the others: disk writes flushed, and (on VMs
+    that hand freed memory back to the host, like virtio-balloon free page reporting) memory
+    cold, so each step pays the same first-touch price for the memory it fills."""
+    os.sync()
+    time.sleep(SETTLE_SECONDS)
+
+
+def fresh_memory_seconds() -> float:
+    """Seconds to fill 1 GiB of memory this process never touched: what the machine charges
+    for the pages a cold load fills (the artifact cache's copy, in the page cache)."""
+    settle()
+    return timed(lambda: np.ones(1 << 27))
+
+
+def bench_local(model: Path, root: Path, trials: int) -> dict[str, Any]:
+    weights = model / "model.safetensors"
+
+    def cat() -> None:
+        with open(os.devnull, "wb") as sink:
+            subprocess.run(["cat", str(weights)], stdout=sink, check=True)
+
+    for _ in range(2):
+        cat()  # the page cache is warm from here on
+    server = Server(str(model.parent.parent), root / "local-server", {})
+    try:
+        first = timed(server.infer)  # also pays one-off costs (torch's first forward pass)
+        cats, loads = [], []
+        for _ in range(trials):
+            server.unload()
+            cats.append(timed(cat))
+            loads.append(timed(server.infer))
+        phases = server.last_phases()
+    finally:
+        server.stop()
+    return {"cat_s": cats, "load_s": loads, "first_load_s": first, "phases": phases}
+
+
+class Moto:
+    def __init__(self, log: Path) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        with open(log, "wb") as out:
+            self.process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **CREDENTIALS}
+            )
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise TimeoutError("moto did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def bench_s3(model: Path, root: Path, trials: int) -> dict[str, Any]:
+    moto = Moto(root / "moto.log")
+    try:
+        boto = boto3.client(
+            "s3",
+            endpoint_url=moto.endpoint,
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name=CREDENTIALS["AWS_REGION"],
+        )
+        boto.create_bucket(Bucket="bench")
+        env = {"MODELHOST_S3_ENDPOINT": moto.endpoint, **CREDENTIALS}
+        push_s = timed(
+            lambda: subprocess.run(
+                [sys.executable, "-m", "modelhost.cli.main", "models", "push", str(model)]
+                + ["--name", NAME, "--model-repository", "s3://bench/repo"],
+                env={**os.environ, **env},
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+        )
+        key = f"repo/{NAME}/1/model.safetensors"
+        store = S3Store(
+            "bench",
+            endpoint=moto.endpoint,
+            region="us-east-1",
+            access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            client_options={"allow_http": True},
+        )
+
+        def obstore_get() -> None:
+            for _ in obstore.get(store, key).stream(min_chunk_size=8 << 20):
+                pass
+
+        def boto3_get() -> None:
+            body = boto.get_object(Bucket="bench", Key=key)["Body"]
+            while body.read(8 << 20):
+                pass
+
+        gets: dict[str, list[float]] = {"obstore": [], "boto3": []}
+        loads: list[float] = []
+        phases: list[dict[str, float]] = []
+        for trial in range(trials):
+            cache = root / f"cache-{trial}"
+            server = Server(
+                "s3://bench/repo",
+                root / f"s3-server-{trial}",
+                {**env, "MODELHOST_CACHE_DIR": str(cache)},
+            )
+            try:
+                for client, get in (("obstore", obstore_get), ("boto3", boto3_get)):
+                    settle()
+                    gets[client].append(timed(get))
+                settle()
+                loads.append(timed(server.infer))
+                phases.append(server.last_phases())
+            finally:
+                server.stop()
+            shutil.rmtree(cache, ignore_errors=True)
+    finally:
+        moto.stop()
+    return {"gets_s": gets, "load_s": loads, "phases": phases, "push_s": push_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--s3-trials", type=int, default=3)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--model", type=Path, help="reuse this model folder (made if absent)")
+    args = parser.parse_args()
+    layers = max(1, args.size_mib // 64)
+    with tempfile.TemporaryDirectory(prefix="modelhost-cold-") as tmp:
+        root = Path(tmp)
+        model = args.model or root / "models" / NAME / "1"
+        if not model.exists():
+            write_model(model, layers)
+        size = (model / "model.safetensors").stat().st_size
+        local = bench_local(model, root, args.trials)
+        s3 = bench_s3(model, root, args.s3_trials)
+        memory = [fresh_memory_seconds() for _ in range(2)]
+    report(size, local, s3, memory, os.cpu_count() or 1)
+    if args.json:
+        document = {"size": size, "local": local, "s3": s3, "fresh_memory_s": memory}
+        args.json.write_text(json.dumps(document, indent=1))
+
+
+def report(
+    size: int, local: dict[str, Any], s3: dict[str, Any], memory: list[float], cpus: int
+) -> None:
+    median = statistics.median
+    mib = size / (1 << 20)
+    print(f"model.safetensors: {mib:.0f} MiB; {cpus} CPUs; load average {os.getloadavg()[0]:.1f}")
+    cat, load = median(local["cat_s"]), median(local["load_s"])
+    print("\n(a) local store, warm page cache")
+    print(f"  cat > /dev/null   median {cat:.3f}s  runs {_runs(local['cat_s'])}")
+    print(f"  request → answer  median {load:.3f}s  runs {_runs(local['load_s'])}")
+    print(f"  first load of the process (not counted): {local['first_load_s']:.3f}s")
+    print(f"  ratio {load / cat:.2f}x (goal <= 1.3x)")
+    gets = {client: median(times) for client, times in s3["gets_s"].items()}
+    fastest = min(gets, key=lambda client: gets[client])
+    print(f"\n(b) S3 (moto on loopback), empty artifact cache; push took {s3['push_s']:.1f}s")
+    for client, times in s3["gets_s"].items():
+        print(
+            f"  {client:8s} GET  median {gets[client]:.3f}s = {size / 1e6 / gets[client]:.0f} MB/s"
+            f"  runs {_runs(times)}"
+        )
+    load = median(s3["load_s"])
+    print(f"  request → answer  median {load:.3f}s  runs {_runs(s3['load_s'])}")
+    print(f"  ratio {load / gets[fastest]:.2f}x against {fastest} (goal <= 1.5x)")
+    middle = sorted(range(len(s3["load_s"])), key=lambda i: s3["load_s"][i])[len(s3["load_s"]) // 2]
+    phases = s3["phases"][middle]
+    answer = s3["load_s"][middle] - phases["load_total"]
+    print(
+        "  phases of the median cold load: "
+        + ", ".join(f"{k} {v:.3f}s" for k, v in phases.items() if k != "load_total")
+        + f"; server load total {phases['load_total']:.3f}s; answer (HTTP + forward) {answer:.3f}s"
+    )
+    print(
+        f"\nfilling 1 GiB of memory never touched before (after {SETTLE_SECONDS:g}s idle): "
+        f"{_runs(memory)} s"
+    )
+
+
+def _runs(times: list[float]) -> str:
+    return " ".join(f"{t:.3f}" for t in times)
+
+
+if __name__ == "__main__":
+    main()

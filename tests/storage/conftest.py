@@ -26,3 +26,11 @@ def moto(tmp_path: Path) -> Iterator[MotoServer]:
 @pytest.fixture
 def s3_repository() -> str:
     return f"s3://{BUCKET}/repo"
+
+
+@pytest.fixture(autouse=True)
+def registry_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``models push`` registers what it uploads: give every test a database of its own."""
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    monkeypatch.setenv("MODELHOST_DATABASE_URL", url)
+    return url

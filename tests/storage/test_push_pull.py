@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import filecmp
 import hashlib
 from pathlib import Path
 
+from modelhost.cli.database import database
+from modelhost.db.registry import RegistrySnapshot, RegistryStore
+from modelhost.settings import Settings
 from tests.storage.conftest import BUCKET
 from tests.storage.helpers import (
     bucket_index,
@@ -31,8 +35,13 @@ def same_tree(left: Path, right: Path) -> bool:
     return all(same_tree(left / sub, right / sub) for sub in compare.common_dirs)
 
 
+async def _snapshot(database_url: str) -> RegistrySnapshot:
+    async with database(Settings(database_url=database_url)) as engine:
+        return await RegistryStore(engine).snapshot()
+
+
 def test_round_trip_through_s3_is_byte_identical_and_records_sha256s(
-    tmp_path: Path, moto: MotoServer, s3_repository: str
+    tmp_path: Path, moto: MotoServer, s3_repository: str, registry_database: str
 ) -> None:
     source = write_weights_model(tmp_path / "src", "weights", 40 * MiB)  # multipart: 3 parts
     (source / "tokenizer").mkdir()
@@ -66,6 +75,14 @@ def test_round_trip_through_s3_is_byte_identical_and_records_sha256s(
     assert result.returncode == 0, result.stderr
     assert "verified" in result.stdout
     assert same_tree(source, pulled)
+
+    # The push registered both versions, with every file's sha256, and moved the alias.
+    listing = modelhost("models", "ls", env=env).stdout
+    assert "weights\t1\tpython" in listing and "weights\t2\tpython" in listing
+    assert listing.splitlines()[0].endswith("prod")
+    snapshot = asyncio.run(_snapshot(registry_database))
+    assert snapshot.versions["weights"][1].files == expected
+    assert snapshot.aliases == {"weights": {"prod": 1}}
 
     # No version named: the highest.
     latest = tmp_path / "latest"

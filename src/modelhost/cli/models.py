@@ -23,9 +23,14 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from modelhost.cli.database import DATABASE_HELP
+from modelhost.cli.database import run as run_with_database
 from modelhost.cli.settings import build_settings
+from modelhost.db.registry import RegistryStore
 from modelhost.errors import ModelhostError, ModelNotFound
+from modelhost.registry.manifest import read_manifest
 from modelhost.storage.base import ModelStore, PushedVersion, check_model_name
 from modelhost.storage.factory import open_store
 from modelhost.storage.index import source_files
@@ -49,11 +54,13 @@ def push(
     ] = None,
     alias: Annotated[
         list[str] | None,
-        typer.Option(help="Alias to record in the version's file index (repeatable)"),
+        typer.Option(help="Point this alias at the new version (repeatable)"),
     ] = None,
     model_repository: RepositoryOption = None,
+    database_url: Annotated[str | None, typer.Option(help=DATABASE_HELP)] = None,
 ) -> None:
-    """Upload a folder as a new version; every file is hashed (sha256) as it is read."""
+    """Upload a folder as a new version and register it; every file is hashed (sha256) as it
+    is read."""
     try:
         total = sum(file.stat().st_size for file in source_files(source).values())
     except (OSError, ValueError) as exc:
@@ -70,6 +77,29 @@ def push(
         f"pushed {name} version {pushed.version} to {uri}: "
         f"{len(pushed.files)} files, {format_bytes(size)}"
     )
+    _register(source, pushed, alias or [], database_url)
+    aliases = f", aliases {', '.join(alias)}" if alias else ""
+    typer.echo(f"registered {name} version {pushed.version}{aliases}")
+
+
+def _register(
+    source: Path, pushed: PushedVersion, aliases: list[str], database_url: str | None
+) -> None:
+    """Record the pushed version (with every file's sha256) and its aliases in the registry."""
+    try:
+        manifest = read_manifest(source).model_dump(mode="json")
+    except ModelhostError as exc:
+        raise typer.BadParameter(exc.message) from None
+
+    async def work(engine: AsyncEngine) -> None:
+        registry = RegistryStore(engine)
+        files = {path: info.to_json() for path, info in pushed.files.items()}
+        await registry.register_version(pushed.name, pushed.version, manifest, files)
+        for alias_name in aliases:
+            # Servers flip it only once they have loaded the version (registry/sync.py).
+            await registry.set_alias(pushed.name, alias_name, pushed.version)
+
+    run_with_database(build_settings(database_url=database_url), work)
 
 
 @app.command("pull")

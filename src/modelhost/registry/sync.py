@@ -19,7 +19,13 @@ from typing import Any
 from modelhost.cache.entry import ModelState
 from modelhost.cache.model_cache import ModelCache
 from modelhost.db.registry import RegistrySnapshot, RegistryStore, VersionRow
-from modelhost.errors import Conflict, InvalidManifest, ModelhostError, VersionNotFound
+from modelhost.errors import (
+    Conflict,
+    InvalidManifest,
+    ModelhostError,
+    StorageError,
+    VersionNotFound,
+)
 from modelhost.registry.catalog import ModelCatalog, ModelRef, VersionRecord
 from modelhost.registry.manifest import Manifest, parse_manifest
 from modelhost.storage.base import ModelStore, check_model_name
@@ -43,7 +49,12 @@ class RegistrySync:
         self._lock = asyncio.Lock()
 
     async def rescan(self) -> None:
-        await self.scan_store()
+        try:
+            await self.scan_store()
+        except StorageError as exc:
+            # The store is away (S3 down): serve what the registry knows; loads will report
+            # the storage error themselves.
+            log.warning("could not scan the model store, using the registry as it is: %s", exc)
         await self.refresh()
 
     async def scan_store(self) -> None:

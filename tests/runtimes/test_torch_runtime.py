@@ -388,3 +388,35 @@ def test_missing_torch_fails_only_its_models(tmp_path: Path) -> None:
             index = {e["name"]: e for e in client.post("/v2/repository/index").json()}
             assert index["linear-ts"]["state"] == "UNAVAILABLE"
             assert "modelhost[torch]" in index["linear-ts"]["reason"]
+
+
+PLAIN_SOURCE = """
+import torch
+from torch import nn
+
+
+class Plain(nn.Module):
+    devices = []
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(4, 3)
+        Plain.devices.append(self.linear.weight.device.type)
+
+    def forward(self, x):
+        return self.linear(x)
+"""
+
+
+def test_module_is_built_without_initialising_weights_the_file_replaces(tmp_path: Path) -> None:
+    manifest = {**LINEAR_MANIFEST, "entry_point": "plain:Plain"}
+    version_dir = write_version(tmp_path, "plain", 1, manifest)
+    (version_dir / "plain.py").write_text(textwrap.dedent(PLAIN_SOURCE))
+    reference = reference_linear()
+    state = {f"linear.{key}": value for key, value in reference.state_dict().items()}
+    safetensors_torch.save_file(state, str(version_dir / "model.safetensors"))
+    runtime = loaded(version_dir)
+    x = features(5)
+    np.testing.assert_allclose(runtime.predict({"x": x})["y"], linear_expected(x), atol=1e-6)
+    model_class = type(runtime._module)  # type: ignore[attr-defined]
+    assert model_class.devices == ["meta"]  # built once, on the meta device: no random init

@@ -238,15 +238,25 @@ def _load_module_class(path: Path, manifest: Manifest) -> torch.nn.Module:
     cls = import_entry_point(path, manifest.entry_point)
     if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
         raise ModelLoadFailed(f"entry_point {manifest.entry_point} is not a torch.nn.Module class")
-    # Built on the CPU so that any tensor the constructor makes (buffers or plain attributes)
-    # is real; the freshly initialised parameters are then replaced by the file's and freed.
-    module: torch.nn.Module = cls(**init)
     # safetensors maps the file: the tensors are views of its pages, and assign=True makes
-    # them the module's parameters without copying them into the constructor's.
+    # them the module's parameters without copying them.
     state = safetensors.torch.load_file(str(weights), device="cpu")
+    # First on the meta device: no memory and no random initialisation for weights the file
+    # replaces anyway (for a 1 GiB model that initialisation costs more than reading it).
+    with torch.device("meta"):
+        module: torch.nn.Module = cls(**init)
+    _assign(module, state, cls.__name__)
+    if any(t.is_meta for t in itertools.chain(module.parameters(), module.buffers())):
+        # Tensors the file does not hold (non-persistent buffers) must come from the
+        # constructor itself: build it for real on the CPU.
+        module = cls(**init)
+        _assign(module, state, cls.__name__)
+    module.requires_grad_(False)
+    return module
+
+
+def _assign(module: torch.nn.Module, state: dict[str, torch.Tensor], name: str) -> None:
     try:
         module.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:
-        raise ModelLoadFailed(f"{WEIGHTS_FILE} does not fit {cls.__name__}: {exc}") from None
-    module.requires_grad_(False)
-    return module
+        raise ModelLoadFailed(f"{WEIGHTS_FILE} does not fit {name}: {exc}") from None

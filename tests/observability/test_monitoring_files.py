@@ -61,7 +61,10 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
     (root / "models").mkdir()
     services = build_services(
         Settings(
-            model_repository=str(root / "models"),
+            # An S3 repository, so the artifact cache's families are there too; building the
+            # store connects to nothing.
+            model_repository="s3://bucket/models",
+            s3_endpoint="http://127.0.0.1:9",
             database_url=sqlite_url(root),
             cache_dir=root / "cache",
             usage_journal=root / "usage.journal",

@@ -161,6 +161,15 @@ def test_the_cache_is_reused_after_a_restart_and_shared_files_download_once(
                 response = client.post(f"/v2/models/{name}/infer", json=infer_body([1.0]))
                 assert response.status_code == 200, response.text
                 assert response.json()["outputs"][0]["data"] == expected
+            # Its own count agrees: every file was found in the cache, none downloaded.
+            metrics = client.get("/metrics").text
+            assert "modelhost_artifact_cache_downloads_total 0.0" in metrics
+            hits = next(
+                line
+                for line in metrics.splitlines()
+                if line.startswith("modelhost_artifact_cache_hits_total ")
+            )
+            assert float(hits.split()[1]) >= 4  # model.yaml, model.py, weights.bin, twice
     # The restarted server read the indexes again, but no file came from S3 a second time.
     assert moto.gets("/weights.bin") == 1
     assert moto.gets("/model.py") == 1

@@ -142,6 +142,22 @@ class _StateCollector(Collector):
             "Requests being served now (all endpoints but probes and metrics).",
             value=services.in_flight,
         )
+        artifacts = services.store.artifact_cache
+        if artifacts is not None:
+            counters = artifacts.stats
+            for name, value, doc in (
+                ("hits", counters.hits, "Model files found in the local artifact cache."),
+                ("downloads", counters.downloads, "Model files fetched from the store."),
+                ("downloaded_bytes", counters.downloaded_bytes, "Bytes fetched from the store."),
+                ("mismatches", counters.mismatches, "Fetched files whose sha256 was wrong."),
+                ("evictions", counters.evictions, "Files evicted from the artifact cache."),
+            ):
+                yield CounterMetricFamily(f"modelhost_artifact_cache_{name}", doc, value=value)
+            yield GaugeMetricFamily(
+                "modelhost_artifact_cache_bytes",
+                "Bytes the local artifact cache holds.",
+                value=artifacts.used_bytes,
+            )
         writer = services.usage_writer
         yield GaugeMetricFamily(
             "modelhost_usage_records_pending",

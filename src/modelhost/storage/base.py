@@ -16,9 +16,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelhost.errors import InvalidModelName
 from modelhost.registry.manifest import Manifest
+
+if TYPE_CHECKING:
+    from modelhost.storage.artifact_cache import ArtifactCache
 
 # Names become folder (or key) names: keep them to one safe path segment.
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
@@ -85,6 +89,8 @@ class ModelStore(ABC):
 
     #: Where the versions live: a folder path or ``s3://bucket/prefix``.
     uri: str
+    #: The verified local copy of a remote store's files (None: the store is local already).
+    artifact_cache: ArtifactCache | None = None
 
     @abstractmethod
     async def list_models(self) -> dict[str, list[int]]:

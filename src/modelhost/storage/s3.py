@@ -95,6 +95,7 @@ class S3ModelStore(ModelStore):
         bucket, prefix = parse_s3_uri(uri)
         self.uri = f"s3://{bucket}/{prefix}".rstrip("/")
         self.cache = cache
+        self.artifact_cache = cache
         config: dict[str, Any] = {}
         if endpoint:
             config["endpoint"] = endpoint

@@ -43,10 +43,11 @@ class RequestMeter:
         # Names that resolved to no model stay out of the labels: a client could otherwise
         # mint unlimited time series by asking for models that don't exist.
         model = self.model if self.version is not None else UNRESOLVED
-        status = str(self.status)
-        metrics = self.services.metrics
-        metrics.requests.labels(model, version, self.endpoint, status).inc()
-        metrics.request_duration.labels(model, version, self.endpoint, status).observe(elapsed)
+        counter, histogram = self.services.metrics.request_series(
+            model, version, self.endpoint, self.status
+        )
+        counter.inc()
+        histogram.observe(elapsed)
         if self.services.emf is not None:
             self.services.emf.record(self.model, self.status, elapsed)
         annotate(model=self.model, version=version, user_id=self.principal.user_id)

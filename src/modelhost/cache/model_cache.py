@@ -164,7 +164,7 @@ class ModelCache:
         entry = self._entries.get(ref.key)
         if entry is None:
             entry = self._entries[ref.key] = ModelEntry(ref)
-        elif entry.ref != ref and entry.state is ModelState.UNAVAILABLE:
+        elif entry.state is ModelState.UNAVAILABLE and entry.ref != ref:
             entry.ref = ref  # the manifest changed on disk since the last load
         return entry
 

@@ -63,6 +63,25 @@ class Metrics:
             registry=self.registry,
         )
         ProcessCollector(registry=self.registry)  # process_resident_memory_bytes and friends
+        self._series: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
+
+    def request_series(
+        self, model: str, version: str, endpoint: str, status: int
+    ) -> tuple[Counter, Histogram]:
+        """The request counter and latency histogram of one label set.
+
+        prometheus_client's ``labels()`` validates and takes a lock on every call; label sets
+        repeat, so each is looked up once.
+        """
+        key = (model, version, endpoint, status)
+        found = self._series.get(key)
+        if found is None:
+            labels = (model, version, endpoint, str(status))
+            found = self._series[key] = (
+                self.requests.labels(*labels),
+                self.request_duration.labels(*labels),
+            )
+        return found
 
     def watch(self, services: Services) -> None:
         """Export the server's state, read at scrape time."""

@@ -17,9 +17,7 @@ dict (the outputs by name).
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -32,6 +30,7 @@ import torch
 from modelhost.errors import ModelLoadFailed
 from modelhost.registry.manifest import Manifest
 from modelhost.runtimes.base import Runtime, Tensors
+from modelhost.runtimes.entry_points import import_entry_point
 
 WEIGHTS_FILE = "model.safetensors"
 EXPORT_FILE = "model.pt2"
@@ -40,7 +39,6 @@ TORCHSCRIPT_FILE = "model.pt"
 # torch.export.load and torch.jit.load have no annotations; typed here for strict mypy.
 _load_exported: Callable[[str], Any] = torch.export.load
 _load_script: Callable[..., Any] = torch.jit.load
-_module_ids = itertools.count()
 _interop_lock = threading.Lock()
 _interop_done = False
 
@@ -199,32 +197,6 @@ class TorchRuntime(Runtime):
 
     def reported_bytes(self) -> int | None:
         return self._bytes
-
-
-def import_entry_point(path: Path, entry_point: str) -> Any:
-    """The class ``entry_point`` (``module:Class``) names in the version folder ``path``."""
-    module_name, _, class_name = entry_point.partition(":")
-    if not module_name or not class_name or "/" in module_name or ".." in module_name:
-        raise ModelLoadFailed(f"entry_point {entry_point!r} is not 'module:Class'")
-    source = path / f"{module_name.replace('.', '/')}.py"
-    if not source.is_file():
-        raise ModelLoadFailed(f"entry_point module {source.name} is not in {path}")
-    # A unique module name per load: two versions (or instances) never share module state.
-    unique = f"modelhost_torch_{module_name.replace('.', '_')}_{next(_module_ids)}"
-    spec = importlib.util.spec_from_file_location(unique, source)
-    if spec is None or spec.loader is None:
-        raise ModelLoadFailed(f"cannot import {source}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[unique] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        # The class keeps its module's globals alive; keeping it registered would leak.
-        sys.modules.pop(unique, None)
-    cls = getattr(module, class_name, None)
-    if cls is None:
-        raise ModelLoadFailed(f"{source.name} defines no class {class_name!r}")
-    return cls
 
 
 def _load_module_class(path: Path, manifest: Manifest) -> torch.nn.Module:

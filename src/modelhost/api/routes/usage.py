@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from modelhost.api.deps import AdminDep, PrincipalDep, ServicesDep
 from modelhost.api.schemas import ModelUsage, UsagePage, UsagePublic
@@ -14,57 +15,50 @@ from modelhost.services import Services
 
 router = APIRouter(tags=["usage"])
 
-Limit = Annotated[int, Query(ge=1, le=1000)]
+
+@dataclass
+class UsageQuery:
+    """Filters and paging shared by the usage listings (query parameters)."""
+
+    model: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    before_id: int | None = None
+
+    async def page(self, services: Services, user_id: int | None) -> UsagePage:
+        """Newest first; ``next_before_id`` continues where this page ends."""
+        rows = await services.usage.records(
+            user_id=user_id,
+            model=self.model,
+            since=self.since,
+            until=self.until,
+            limit=self.limit,
+            before_id=self.before_id,
+        )
+        records = [UsagePublic(id=row_id, **record.to_json()) for row_id, record in rows]
+        full = len(records) == self.limit
+        return UsagePage(records=records, next_before_id=records[-1].id if full else None)
 
 
-async def _page(
-    services: Services,
-    user_id: int | None,
-    model: str | None,
-    since: datetime | None,
-    until: datetime | None,
-    limit: int,
-    before_id: int | None,
-) -> UsagePage:
-    rows = await services.usage.records(
-        user_id=user_id, model=model, since=since, until=until, limit=limit, before_id=before_id
-    )
-    records = [UsagePublic(id=row_id, **record.to_json()) for row_id, record in rows]
-    return UsagePage(
-        records=records, next_before_id=records[-1].id if len(records) == limit else None
-    )
+QueryDep = Annotated[UsageQuery, Depends()]
 
 
 @router.get("/me/usage")
-async def my_usage(
-    services: ServicesDep,
-    principal: PrincipalDep,
-    model: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: Limit = 100,
-    before_id: int | None = None,
-) -> UsagePage:
+async def my_usage(services: ServicesDep, principal: PrincipalDep, query: QueryDep) -> UsagePage:
     """Your own requests, newest first."""
     if principal.user_id is None:
         raise NotFound("anonymous callers (auth disabled) have no usage history of their own")
-    return await _page(services, principal.user_id, model, since, until, limit, before_id)
+    return await query.page(services, principal.user_id)
 
 
 @router.get("/usage")
 async def usage(
-    services: ServicesDep,
-    _: AdminDep,
-    user: str | None = None,
-    model: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: Limit = 100,
-    before_id: int | None = None,
+    services: ServicesDep, _: AdminDep, query: QueryDep, user: str | None = None
 ) -> UsagePage:
     """Anyone's requests (admins)."""
     user_id = (await services.users.user(user)).id if user is not None else None
-    return await _page(services, user_id, model, since, until, limit, before_id)
+    return await query.page(services, user_id)
 
 
 @router.get("/usage/summary")

@@ -274,3 +274,42 @@ def test_one_bad_request_does_not_fail_its_batch(tmp_path: Path) -> None:
             assert response.status_code == 200, response.text
             assert response.json()["outputs"][0]["data"] == [value * 10]
     assert stats["batches"] < len(values)  # they really were batched together first
+
+
+def test_request_that_could_not_run_before_its_deadline_is_refused_at_once(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    version_dir = write_slow_model(root, "slow", 0.3)
+    body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [1.0]}]}
+    with ServerProcess(root, tmp_path / "server.log") as server:
+
+        async def scenario() -> list[tuple[int, float, str]]:
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+                # One request alone teaches the scheduler what a request costs (0.3 s).
+                assert (await client.post("/v2/models/slow/infer", json=body)).status_code == 200
+
+                async def send() -> tuple[int, float, str]:
+                    started = asyncio.get_running_loop().time()
+                    response = await client.post(
+                        "/v2/models/slow/infer", json=body, headers={"X-Request-Timeout-Ms": "1000"}
+                    )
+                    elapsed = asyncio.get_running_loop().time() - started
+                    return response.status_code, elapsed, response.json().get("code", "")
+
+                tasks = []
+                for _ in range(8):
+                    tasks.append(asyncio.create_task(send()))
+                    await asyncio.sleep(0.02)
+                return await asyncio.gather(*tasks)
+
+        outcomes = asyncio.run(scenario())
+    served = [o for o in outcomes if o[0] == 200]
+    refused = [o for o in outcomes if o[0] == 503]
+    expired = [o for o in outcomes if o[0] == 504]
+    # About three start within a second of 0.3 s calls; the rest are told so at once rather
+    # than after waiting out their deadline in the queue.
+    assert len(served) + len(refused) + len(expired) == 8, outcomes
+    assert 2 <= len(served) <= 5 and len(expired) <= 1, outcomes
+    assert len(refused) >= 2, outcomes
+    assert all(code == "queue_full" and elapsed < 0.2 for _, elapsed, code in refused)
+    assert all(elapsed < 1.0 + 0.3 + 0.2 for _, elapsed, _ in served)  # started in time
+    assert len(call_sizes(version_dir)) == 1 + len(served)  # refused ones never ran

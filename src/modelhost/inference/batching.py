@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from prometheus_client import Histogram
@@ -49,9 +49,8 @@ class SchedulerStats:
     requests: int = 0
     expired: int = 0
     rejected: int = 0
-    # Requests completed per second, smoothed: how fast the queue drains.
-    drain_rate: float = 0.0
-    _last_batch_at: float | None = field(default=None, repr=False)
+    # Model time per request, smoothed: how fast the queue drains.
+    seconds_per_request: float = 0.0
 
 
 class ModelScheduler:
@@ -91,11 +90,14 @@ class ModelScheduler:
         Returns every output, cut to this request's rows, and the size of the batch it ran in.
         """
         loop = asyncio.get_running_loop()
-        if len(self._queue) >= self._max_queue:
+        self.check_room()
+        expected_wait = self.expected_wait()
+        if expected_wait > deadline - loop.time():
+            # It would only wait to be dropped: say so now, while the client can go elsewhere.
             self.stats.rejected += 1
             raise QueueFull(
-                f"model {self._label} has {len(self._queue)} requests waiting, its "
-                f"max_queue_size; try again shortly",
+                f"model {self._label} has {len(self._queue)} requests waiting, about "
+                f"{expected_wait:.2f}s of work: more than this request's deadline allows",
                 retry_after=self._retry_after(),
             )
         signature = tuple((name, array.shape[1:]) for name, array in inputs.items())
@@ -109,6 +111,16 @@ class ModelScheduler:
             return await pending.future
         finally:
             pending.timer.cancel()
+
+    def check_room(self) -> None:
+        """Raise QueueFull if the queue is full (cheap: routes ask before decoding a body)."""
+        if len(self._queue) >= self._max_queue:
+            self.stats.rejected += 1
+            raise QueueFull(
+                f"model {self._label} has {len(self._queue)} requests waiting, its "
+                f"max_queue_size; try again shortly",
+                retry_after=self._retry_after(),
+            )
 
     def _expire(self, pending: _Pending) -> None:
         """The deadline passed: drop the request if it has not started."""
@@ -148,22 +160,27 @@ class ModelScheduler:
         self._batch_sizes.observe(len(batch))
 
     async def _gather(self) -> None:
-        """Wait, at most until the oldest request has waited ``max_delay_ms``, for the batch
-        to fill or reach a preferred size."""
+        """Wait, at most ``max_delay_ms``, for the batch to fill or reach a preferred size.
+
+        The wait also ends when requests stop arriving for a quarter of the delay: under a
+        steady load that cannot fill a batch, waiting longer only leaves the core idle.
+        """
         if not self._queue:
             return
         first = self._queue[0]
-        give_up_at = asyncio.get_running_loop().time() + self._delay
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self._delay
+        quiet = self._delay / 4
         while True:
             rows = self._rows_like(first)
             if rows >= self._max_rows or rows in self._preferred:
                 return
-            remaining = give_up_at - asyncio.get_running_loop().time()
+            remaining = give_up_at - loop.time()
             if remaining <= 0 or first.future.done():
                 return
             self._arrived.clear()
             try:
-                await asyncio.wait_for(self._arrived.wait(), remaining)
+                await asyncio.wait_for(self._arrived.wait(), min(remaining, quiet))
             except TimeoutError:
                 return
 
@@ -198,6 +215,7 @@ class ModelScheduler:
         inputs = [pending.inputs for pending in batch]
         sizes = [pending.rows for pending in batch]
         specs, label = self._specs, self._label
+        started = asyncio.get_running_loop().time()
         try:
             results = await self._pool.run(
                 instance, lambda runtime: _predict_batch(runtime, inputs, sizes, specs, label)
@@ -214,7 +232,7 @@ class ModelScheduler:
                 if not pending.future.done():
                     pending.future.set_result((outputs, len(batch)))
         finally:
-            self._record(len(batch))
+            self._record(len(batch), asyncio.get_running_loop().time() - started)
 
     async def _execute_alone(self, pending: _Pending) -> None:
         specs, label, inputs = self._specs, self._label, [pending.inputs]
@@ -234,20 +252,23 @@ class ModelScheduler:
             if not pending.future.done():
                 pending.future.set_exception(type(error)(error.message))
 
-    def _record(self, requests: int) -> None:
-        now = asyncio.get_running_loop().time()
+    def _record(self, requests: int, seconds: float) -> None:
         stats = self.stats
         stats.batches += 1
         stats.requests += requests
-        if stats._last_batch_at is not None and now > stats._last_batch_at:
-            rate = requests / (now - stats._last_batch_at)
-            stats.drain_rate = rate if not stats.drain_rate else 0.8 * stats.drain_rate + 0.2 * rate
-        stats._last_batch_at = now
+        # Model time per request while running (idle time between batches is not in it).
+        cost = seconds / requests
+        stats.seconds_per_request = (
+            cost if not stats.seconds_per_request else 0.8 * stats.seconds_per_request + 0.2 * cost
+        )
+
+    def expected_wait(self) -> float:
+        """Seconds before a new request would run: the queue, and the calls running now."""
+        ahead = len(self._queue) + self._pool.busy
+        return ahead * self.stats.seconds_per_request / self._pool.capacity
 
     def _retry_after(self) -> float:
-        if self.stats.drain_rate <= 0:
-            return 1.0
-        return max(1.0, math.ceil(len(self._queue) / self.stats.drain_rate))
+        return max(1.0, math.ceil(self.expected_wait()))
 
 
 def _as_error(exc: Exception, label: str) -> ModelhostError:

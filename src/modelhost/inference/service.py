@@ -55,6 +55,14 @@ class InferenceService:
         """The model version a request names (raises 404/400 before its body is read)."""
         return self._catalog.resolve(name, version)
 
+    def check_room(self, ref: ModelRef) -> None:
+        """Refuse at once (503) if the model's queue is full, before its body is even read."""
+        entry = self._cache.entry(ref.name, ref.version)
+        model = entry.model if entry is not None else None
+        scheduler = self._schedulers.get(model) if model is not None else None
+        if scheduler is not None:
+            scheduler.check_room()
+
     async def infer(
         self,
         request: InferenceRequest,

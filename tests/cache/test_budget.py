@@ -99,6 +99,13 @@ def test_budget_for_one_of_three_models_under_traffic(three_models: Path, tmp_pa
         with httpx.Client(base_url=server.url) as client:
             final = cache_state(client)
 
+    print(
+        f"cache test: {sum(outcomes.values())} requests, {dict(outcomes)}; evictions "
+        f"{final['stats']['evictions']}; peak accounted {watcher.max_accounted / MB:.1f} MiB, "
+        f"peak resident {watcher.max_resident / MB:.1f} MiB, peak RSS growth "
+        f"{watcher.max_rss_growth / MB:.1f} MiB (budget {BUDGET / MB:.0f} MiB, "
+        f"{watcher.samples} samples)"
+    )
     assert set(status for _, status in outcomes) <= {200, 503}
     for name in ("alpha", "beta", "gamma"):  # eviction let every model serve at some point
         assert outcomes[(name, 200)] > 0, outcomes

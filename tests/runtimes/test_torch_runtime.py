@@ -190,7 +190,6 @@ def test_safetensors_tuple_outputs_map_by_position(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc/self/maps")
 def test_safetensors_weights_stay_memory_mapped(tmp_path: Path) -> None:
     version_dir = write_safetensors_model(tmp_path)
     runtime = loaded(version_dir)

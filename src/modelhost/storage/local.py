@@ -41,12 +41,7 @@ from modelhost.storage.index import (
     decode_index,
     encode_index,
 )
-from modelhost.storage.transfer import (
-    file_stream,
-    prepare_destination,
-    receive_verified,
-    remove_partials,
-)
+from modelhost.storage.transfer import download_version, file_stream, receive_verified
 
 
 class LocalModelStore(ModelStore):
@@ -109,23 +104,13 @@ class LocalModelStore(ModelStore):
     ) -> dict[str, FileInfo]:
         path = await self._existing(name, version)
         index = await asyncio.to_thread(_index_or_scan, path)
-        partials = await asyncio.to_thread(prepare_destination, dest)
-        got: dict[str, FileInfo] = {}
-        try:
-            for number, (relative, info) in enumerate(sorted(index.items())):
-                received = await receive_verified(
-                    file_stream(path / relative),
-                    dest / relative,
-                    partials / str(number),
-                    expected_size=info.size,
-                    expected_sha256=info.sha256,
-                    what=str(path / relative),
-                    progress=progress,
-                )
-                got[relative] = FileInfo(received.size, received.sha256)
-        finally:
-            await asyncio.to_thread(remove_partials, partials)
-        return got
+        return await download_version(
+            index,
+            lambda file: file_stream(path / file),
+            lambda file: str(path / file),
+            dest,
+            progress,
+        )
 
     async def put_version(
         self,

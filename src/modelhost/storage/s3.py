@@ -51,9 +51,7 @@ from modelhost.storage.transfer import (
     Chunk,
     HashingReader,
     Stream,
-    prepare_destination,
-    receive_verified,
-    remove_partials,
+    download_version,
 )
 
 if TYPE_CHECKING:
@@ -171,23 +169,13 @@ class S3ModelStore(ModelStore):
         self, name: str, version: int, dest: Path, progress: Progress | None = None
     ) -> dict[str, FileInfo]:
         index = await self.files(name, version)
-        partials = await asyncio.to_thread(prepare_destination, dest)
-        got: dict[str, FileInfo] = {}
-        try:
-            for number, (path, info) in enumerate(sorted(index.items())):
-                received = await receive_verified(
-                    self._stream(self._key(name, version, path)),
-                    dest / path,
-                    partials / str(number),
-                    expected_size=info.size,
-                    expected_sha256=info.sha256,
-                    what=f"{self.uri}/{name}/{version}/{path}",
-                    progress=progress,
-                )
-                got[path] = FileInfo(received.size, received.sha256)
-        finally:
-            await asyncio.to_thread(remove_partials, partials)
-        return got
+        return await download_version(
+            index,
+            lambda path: self._stream(self._key(name, version, path)),
+            lambda path: f"{self.uri}/{name}/{version}/{path}",
+            dest,
+            progress,
+        )
 
     async def put_version(
         self,

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from modelhost.errors import ArtifactMismatch, BadRequest, StorageError
-from modelhost.storage.base import Progress
+from modelhost.storage.base import FileInfo, Progress
 
 # Big enough that the per-chunk hand-over costs nothing next to the bytes, small enough that
 # the two chunks in flight (one arriving, one being written) stay a few MiB.
@@ -231,15 +231,39 @@ def file_stream(path: Path) -> Stream:
     return chunks
 
 
-def prepare_destination(dest: Path) -> Path:
+async def download_version(
+    index: dict[str, FileInfo],
+    open_stream: Callable[[str], Stream],
+    where: Callable[[str], str],
+    dest: Path,
+    progress: Progress | None,
+) -> dict[str, FileInfo]:
+    """Copy every file of ``index`` into the new folder ``dest``, each checked against its
+    size and sha256 as it arrives (``models pull``, from any store)."""
+    partials = await asyncio.to_thread(_prepare_destination, dest)
+    got: dict[str, FileInfo] = {}
+    try:
+        for number, (path, info) in enumerate(sorted(index.items())):
+            received = await receive_verified(
+                open_stream(path),
+                dest / path,
+                partials / str(number),
+                expected_size=info.size,
+                expected_sha256=info.sha256,
+                what=where(path),
+                progress=progress,
+            )
+            got[path] = FileInfo(received.size, received.sha256)
+    finally:
+        await asyncio.to_thread(shutil.rmtree, partials, True)
+    return got
+
+
+def _prepare_destination(dest: Path) -> Path:
     """Create the folder ``dest`` (absent or empty) and a scratch folder in it for partial
-    files; return the scratch folder. Blocking: use a worker thread."""
+    files; return the scratch folder."""
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise BadRequest(f"{dest} is not an empty folder: pull into a new one")
     partials = dest / ".modelhost-partial"
     partials.mkdir(parents=True)
     return partials
-
-
-def remove_partials(partials: Path) -> None:
-    shutil.rmtree(partials, ignore_errors=True)

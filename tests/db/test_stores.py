@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from modelhost.cli.database import database
+from modelhost.db.engine import create_engine
 from modelhost.db.registry import RegistryStore
 from modelhost.db.timestamps import utcnow
 from modelhost.db.usage import UsageRecord, UsageStore
@@ -93,6 +94,12 @@ def test_registry_versions_aliases_and_tombstones(database_url: str) -> None:
         await registry.register_version("m", 2, MANIFEST, files)
         with pytest.raises(Conflict):
             await registry.register_version("m", 2, MANIFEST, files)
+        # What is already there, byte for byte, is no conflict when the caller says so.
+        again = await registry.register_version("m", 2, MANIFEST, files, exist_ok=True)
+        assert again.version == 2 and again.files == files
+        with pytest.raises(Conflict):
+            changed = {**MANIFEST, "max_batch_size": 4}
+            await registry.register_version("m", 2, changed, files, exist_ok=True)
         await registry.set_alias("m", "production", 1)
         await registry.set_alias("m", "production", 2)
         with pytest.raises(VersionNotFound):
@@ -127,5 +134,40 @@ def test_usage_inserts_are_idempotent_paged_and_summarized(database_url: str) ->
         summary = {s.model: s for s in await usage.summary()}
         assert summary["a"].requests == 5 and summary["a"].errors == 0
         assert summary["b"].errors == 1 and summary["b"].bytes_in == 100
+
+    with_db(database_url, work)
+
+
+def test_replicas_registering_the_same_versions_at_once_all_succeed(database_url: str) -> None:
+    """Several replicas scan one store at the same moment and register what they find: the
+    losers of each insert race see the winner's row, not an error (issue 10)."""
+
+    async def work(engine: AsyncEngine) -> None:
+        files = {"model.py": {"size": 10, "sha256": "ab" * 32}}
+        engines = [create_engine(Settings(database_url=database_url)) for _ in range(4)]
+        try:
+            for _ in range(2):  # fresh rows, then rows that exist
+                await asyncio.gather(
+                    *(
+                        RegistryStore(replica).ensure_version(f"m{i}", 1, MANIFEST, files)
+                        for replica in engines
+                        for i in range(6)
+                    )
+                )
+            # A manifest edited in the store meanwhile is taken by whoever scans it.
+            edited = {**MANIFEST, "max_batch_size": 8}
+            await asyncio.gather(
+                *(
+                    RegistryStore(replica).ensure_version("m0", 1, edited, files)
+                    for replica in engines
+                )
+            )
+        finally:
+            for replica in engines:
+                await replica.dispose()
+        snapshot = await RegistryStore(engine).snapshot()
+        assert sorted(snapshot.versions) == [f"m{i}" for i in range(6)]
+        assert all(list(versions) == [1] for versions in snapshot.versions.values())
+        assert snapshot.versions["m0"][1].manifest == edited
 
     with_db(database_url, work)

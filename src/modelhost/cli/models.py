@@ -29,7 +29,7 @@ from modelhost.cli.database import DATABASE_HELP
 from modelhost.cli.database import run as run_with_database
 from modelhost.cli.settings import build_settings
 from modelhost.db.registry import RegistryStore
-from modelhost.errors import Conflict, ModelhostError, ModelNotFound
+from modelhost.errors import ModelhostError, ModelNotFound
 from modelhost.registry.manifest import read_manifest
 from modelhost.storage.base import ModelStore, PushedVersion, check_model_name
 from modelhost.storage.factory import open_store
@@ -94,13 +94,8 @@ def _register(
     async def work(engine: AsyncEngine) -> None:
         registry = RegistryStore(engine)
         files = {path: info.to_json() for path, info in pushed.files.items()}
-        try:
-            await registry.register_version(pushed.name, pushed.version, manifest, files)
-        except Conflict:
-            # The same bytes pushed again (into a bucket that lost them) register as before.
-            known = (await registry.snapshot()).versions[pushed.name][pushed.version]
-            if known.files != files or known.manifest != manifest:
-                raise
+        # The same bytes pushed again (into a bucket that lost them) register as before.
+        await registry.register_version(pushed.name, pushed.version, manifest, files, exist_ok=True)
         for alias_name in aliases:
             # Servers flip it only once they have loaded the version (registry/sync.py).
             await registry.set_alias(pushed.name, alias_name, pushed.version)

@@ -70,35 +70,60 @@ class RegistryStore:
         version: int,
         manifest: dict[str, Any],
         files: dict[str, dict[str, Any]],
+        *,
+        exist_ok: bool = False,
     ) -> VersionRow:
-        """Record a version; a deleted one is brought back, a live one is a Conflict."""
-        values = {
-            "runtime": manifest["runtime"],
-            "manifest": manifest,
-            "files": files,
-            "size_bytes": sum(int(info.get("size") or 0) for info in files.values()),
-            "status": REGISTERED,
-            "created_at": utcnow(),
-        }
+        """Record a version; a deleted one is brought back. A live one is a Conflict, unless
+        ``exist_ok`` and it records the same manifest and files: then it is what another
+        replica (or an earlier push of the same bytes) just registered, and it is returned."""
+        values = _version_values(manifest, files)
+        # Replicas starting together race to create the same model and version rows: the
+        # loser's insert breaks a unique constraint. That is not an error in itself: look at
+        # what won, and try again when it was only the model row.
+        for _ in range(3):
+            try:
+                async with self._engine.begin() as db:
+                    model_id = await self._model_id(db, name, create=True)
+                    revived = await db.execute(
+                        update(model_versions)
+                        .where(
+                            model_versions.c.model_id == model_id,
+                            model_versions.c.version == version,
+                            model_versions.c.status == DELETED,
+                        )
+                        .values(**values)
+                    )
+                    if revived.rowcount == 0:
+                        await db.execute(
+                            insert(model_versions).values(
+                                model_id=model_id, version=version, **values
+                            )
+                        )
+                return await self._row(name, version)
+            except IntegrityError:
+                existing = await self._live_row(name, version)
+                if existing is None:
+                    continue  # the model row was created under us; now it exists
+                if exist_ok and existing.manifest == manifest and existing.files == files:
+                    return existing
+                raise Conflict(f"model {name!r} already has a version {version}") from None
+        raise Conflict(f"model {name!r} version {version} could not be registered: retry")
+
+    async def ensure_version(
+        self,
+        name: str,
+        version: int,
+        manifest: dict[str, Any],
+        files: dict[str, dict[str, Any]],
+    ) -> None:
+        """Make the registry record this manifest and these files for a live version, whoever
+        registers it first (the store is the source of truth: a replica scanning it at start)."""
         try:
-            async with self._engine.begin() as db:
-                model_id = await self._model_id(db, name, create=True)
-                revived = await db.execute(
-                    update(model_versions)
-                    .where(
-                        model_versions.c.model_id == model_id,
-                        model_versions.c.version == version,
-                        model_versions.c.status == DELETED,
-                    )
-                    .values(**values)
-                )
-                if revived.rowcount == 0:
-                    await db.execute(
-                        insert(model_versions).values(model_id=model_id, version=version, **values)
-                    )
-        except IntegrityError:
-            raise Conflict(f"model {name!r} already has a version {version}") from None
-        return (await self.snapshot()).versions[name][version]
+            await self.register_version(name, version, manifest, files, exist_ok=True)
+        except Conflict:
+            if await self._live_row(name, version) is None:
+                raise
+            await self.update_manifest(name, version, manifest, files)
 
     async def update_manifest(
         self, name: str, version: int, manifest: dict[str, Any], files: dict[str, dict[str, Any]]
@@ -109,12 +134,7 @@ class RegistryStore:
             await db.execute(
                 update(model_versions)
                 .where(model_versions.c.model_id == model_id, model_versions.c.version == version)
-                .values(
-                    runtime=manifest["runtime"],
-                    manifest=manifest,
-                    files=files,
-                    size_bytes=sum(int(info.get("size") or 0) for info in files.values()),
-                )
+                .values(_version_fields(manifest, files))
             )
 
     async def set_alias(self, name: str, alias: str, version: int) -> None:
@@ -169,6 +189,12 @@ class RegistryStore:
                 )
             )
 
+    async def _row(self, name: str, version: int) -> VersionRow:
+        return (await self.snapshot()).versions[name][version]
+
+    async def _live_row(self, name: str, version: int) -> VersionRow | None:
+        return (await self.snapshot()).versions.get(name, {}).get(version)
+
     @staticmethod
     async def _model_id(db: AsyncConnection, name: str, *, create: bool = False) -> int:
         row = (await db.execute(select(models.c.id).where(models.c.name == name))).first()
@@ -178,6 +204,19 @@ class RegistryStore:
             raise ModelNotFound(f"unknown model {name!r}")
         result = await db.execute(insert(models).values(name=name, created_at=utcnow()))
         return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def _version_fields(manifest: dict[str, Any], files: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "runtime": manifest["runtime"],
+        "manifest": manifest,
+        "files": files,
+        "size_bytes": sum(int(info.get("size") or 0) for info in files.values()),
+    }
+
+
+def _version_values(manifest: dict[str, Any], files: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {**_version_fields(manifest, files), "status": REGISTERED, "created_at": utcnow()}
 
 
 def _version(row: Any) -> VersionRow:

@@ -82,7 +82,9 @@ class RegistrySync:
             path: info.to_json() for path, info in (await self._store.files(name, version)).items()
         }
         if row is None:
-            await self.registry.register_version(name, version, manifest, files)
+            # Another replica scanning the same store at the same moment may register it
+            # first; that is the same version, not a conflict.
+            await self.registry.ensure_version(name, version, manifest, files)
         else:
             await self.registry.update_manifest(name, version, manifest, files)
 

@@ -180,7 +180,7 @@ class Services:
 def build_services(settings: Settings) -> Services:
     store = open_store(settings)
     engine = create_engine(settings)
-    catalog = ModelCatalog()
+    catalog = ModelCatalog(serves=settings.models)
     load_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="modelhost-load")
     # Enough threads for every model's call slots to be busy at once on a few models.
     predict_executor = ThreadPoolExecutor(

@@ -6,21 +6,28 @@ Nothing is built at import time: the CLI (or a test) builds a :class:`Settings` 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from modelhost import container
 from modelhost.units import parse_bytes
 
 ByteCount = Annotated[int, BeforeValidator(parse_bytes)]
 
 
-def _default_cores() -> int:
-    # The cores this process may run on (taskset, cgroup cpusets), not the machine's count.
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def _cores(value: Any) -> Any:
+    return container.available_cores() if value == "auto" else value
+
+
+def _model_names(value: Any) -> Any:
+    # MODELHOST_MODELS=resnet,bert (a list is accepted from code and tests as it is).
+    if isinstance(value, str):
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        return frozenset(names) or None
+    return value
 
 
 class Settings(BaseSettings):
@@ -31,6 +38,16 @@ class Settings(BaseSettings):
     model_repository: str = Field(
         default="models",
         description="Where versions live, as <name>/<version>/: a folder or s3://bucket/prefix.",
+    )
+    baked_models: Path | None = Field(
+        default=None,
+        description="A read-only folder of <name>/<version>/ served before the repository "
+        "(versions baked into the image: a new pod answers without a download).",
+    )
+    models: Annotated[frozenset[str] | None, NoDecode, BeforeValidator(_model_names)] = Field(
+        default=None,
+        description="A per-model deployment: serve only these models (MODELHOST_MODELS=a,b); "
+        "unset: every model in the repository (a shared pool).",
     )
     s3_endpoint: str | None = Field(
         default=None, description="S3-compatible endpoint URL; unset: AWS (or AWS_ENDPOINT_URL)."
@@ -45,8 +62,10 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
-    memory_budget: ByteCount = Field(
-        default=parse_bytes("8GiB"), description="Bytes resident models may hold together."
+    memory_budget: Annotated[int, BeforeValidator(container.memory_budget)] = Field(
+        default=parse_bytes("8GiB"),
+        description="Bytes resident models may hold together: a size, 'auto' (the container's "
+        "memory limit less headroom for the process) or a percentage of that limit.",
     )
     idle_unload_seconds: float | None = Field(
         default=None, gt=0, description="Unload a model nobody used for this long; unset: never."
@@ -63,8 +82,11 @@ class Settings(BaseSettings):
     )
     load_retry_initial_seconds: float = Field(default=1.0, gt=0)
     load_retry_max_seconds: float = Field(default=60.0, gt=0)
-    cores: int = Field(
-        default_factory=_default_cores, ge=1, description="Cores model threads may share."
+    cores: Annotated[int, BeforeValidator(_cores)] = Field(
+        default_factory=container.available_cores,
+        ge=1,
+        description="Cores model threads may share; default ('auto'): the CPUs this process "
+        "may run on, capped by the container's CPU quota.",
     )
     log_level: str = "info"
     log_format: Literal["json", "text"] = "json"

@@ -40,15 +40,24 @@ class VersionRecord:
 
 
 class ModelCatalog:
-    """Model names → versions (each with its manifest) and aliases → versions."""
+    """Model names → versions (each with its manifest) and aliases → versions.
 
-    def __init__(self) -> None:
+    A per-model deployment (``serves``: the names it serves, ``MODELHOST_MODELS``) holds only
+    those models, whatever the registry and the store have: every other name is unknown here,
+    and the error says which models this deployment serves.
+    """
+
+    def __init__(self, serves: frozenset[str] | None = None) -> None:
+        self._serves = serves
         self._models: dict[str, dict[int, VersionRecord]] = {}
         self._aliases: dict[str, dict[str, int]] = {}
 
     def replace(
         self, models: dict[str, dict[int, VersionRecord]], aliases: dict[str, dict[str, int]]
     ) -> None:
+        if self._serves is not None:
+            models = {name: rows for name, rows in models.items() if name in self._serves}
+            aliases = {name: rows for name, rows in aliases.items() if name in self._serves}
         self._models = models
         self._aliases = aliases
 
@@ -90,5 +99,10 @@ class ModelCatalog:
         records = self._models.get(name)
         if not records:
             check_model_name(name)  # a malformed name is a 400, not a 404
+            if self._serves is not None and name not in self._serves:
+                raise ModelNotFound(
+                    f"model {name!r} is not served by this deployment; it serves "
+                    f"{', '.join(sorted(self._serves))}"
+                )
             raise ModelNotFound(f"unknown model {name!r}")
         return records

@@ -10,11 +10,20 @@ from modelhost.storage.artifact_cache import ArtifactCache
 from modelhost.storage.base import ModelStore
 from modelhost.storage.local import LocalModelStore
 from modelhost.storage.s3 import S3ModelStore
+from modelhost.storage.tiered import TieredModelStore
 
 
 def open_store(settings: Settings) -> ModelStore:
     """The store of ``settings.model_repository``; remote stores fetch through an artifact
-    cache in ``settings.cache_dir`` holding at most ``settings.cache_size`` bytes."""
+    cache in ``settings.cache_dir`` holding at most ``settings.cache_size`` bytes. With
+    ``settings.baked_models``, the versions in that folder are served from it first."""
+    store = _repository_store(settings)
+    if settings.baked_models is not None:
+        return TieredModelStore(LocalModelStore(settings.baked_models), store)
+    return store
+
+
+def _repository_store(settings: Settings) -> ModelStore:
     uri = settings.model_repository
     if uri.startswith("s3://"):
         try:

@@ -273,7 +273,7 @@ def model_cost(repository: Path, core: int, batch: int) -> float:
 
     import numpy as np
 
-    from modelhost.registry.manifest import read_manifest
+    from modelhost.manifest import read_manifest
     from modelhost.runtimes.transformers import TransformersRuntime
 
     version = repository / MODEL / "1"

@@ -267,7 +267,7 @@ def predict_cost(repository: Path, core: int) -> float:
     """CPU seconds one ``SklearnRuntime.predict`` of the bench's row takes, pinned to ``core``."""
     import numpy as np
 
-    from modelhost.registry.manifest import read_manifest
+    from modelhost.manifest import read_manifest
     from modelhost.runtimes.sklearn import SklearnRuntime
 
     version = repository / MODEL / "1"

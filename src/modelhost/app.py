@@ -19,18 +19,13 @@ from starlette.routing import Mount
 from modelhost import __version__
 from modelhost.api.errors import EXCEPTION_HANDLERS
 from modelhost.api.middleware import RequestContextMiddleware
-from modelhost.api.routes import (
-    cache,
-    health,
-    inference,
-    metrics,
-    models,
-    openai,
-    registry,
-    repository,
-)
-from modelhost.api.routes import usage as usage_routes
-from modelhost.api.routes import users as user_routes
+from modelhost.api.routes import metrics, openai
+from modelhost.api.routes.management import cache
+from modelhost.api.routes.management import models as catalog_routes
+from modelhost.api.routes.management import usage as usage_routes
+from modelhost.api.routes.management import users as user_routes
+from modelhost.api.routes.v2 import health, infer, repository
+from modelhost.api.routes.v2 import models as v2_models
 from modelhost.auth.middleware import PUBLIC_PATHS, AuthMiddleware
 from modelhost.services import Services, build_services
 from modelhost.settings import Settings
@@ -44,7 +39,7 @@ def management_api(services: Services) -> FastAPI:
         docs_url="/docs",
         openapi_url="/openapi.json",
     )
-    api.include_router(registry.router)
+    api.include_router(catalog_routes.router)
     api.include_router(user_routes.router)
     api.include_router(usage_routes.router)
     api.state.services = services
@@ -65,8 +60,8 @@ def create_app(settings: Settings) -> Starlette:
     public = PUBLIC_PATHS | ({"/metrics"} if settings.metrics_public else set())
     app = Starlette(
         routes=[
-            *inference.routes,
-            *models.routes,
+            *infer.routes,
+            *v2_models.routes,
             *health.routes,
             *repository.routes,
             *openai.routes,

@@ -17,19 +17,19 @@ from modelhost.auth.quotas import Limits, LocalQuotas, Quotas, RedisQuotas
 from modelhost.cache.loader import LoadedModel, ModelLoader
 from modelhost.cache.memory import process_rss
 from modelhost.cache.model_cache import ModelCache
+from modelhost.catalog.model_catalog import ModelCatalog
+from modelhost.catalog.sync import CatalogSync
+from modelhost.db.catalog import CatalogStore
 from modelhost.db.engine import create_engine
 from modelhost.db.migrate import upgrade
-from modelhost.db.registry import RegistryStore
 from modelhost.db.usage import UsageStore
 from modelhost.db.usage_writer import UsageWriter
 from modelhost.db.users import UserStore
 from modelhost.errors import ModelhostError
-from modelhost.inference.repository import RepositoryService
+from modelhost.inference.repository_extension import RepositoryService
 from modelhost.inference.service import InferenceService
 from modelhost.observability.emf import EmfEmitter
 from modelhost.observability.metrics import Metrics
-from modelhost.registry.catalog import ModelCatalog
-from modelhost.registry.sync import RegistrySync
 from modelhost.runtimes.factory import runtime_class
 from modelhost.settings import Settings
 from modelhost.storage.base import ModelStore
@@ -46,7 +46,7 @@ class Services:
     engine: AsyncEngine
     store: ModelStore
     catalog: ModelCatalog
-    sync: RegistrySync
+    sync: CatalogSync
     cache: ModelCache
     loader: ModelLoader
     inference: InferenceService
@@ -206,7 +206,7 @@ def build_services(settings: Settings) -> Services:
         retry_max=settings.load_retry_max_seconds,
         on_loaded=record_load,
     )
-    sync = RegistrySync(store, RegistryStore(engine), catalog, cache)
+    sync = CatalogSync(store, CatalogStore(engine), catalog, cache)
     users = UserStore(engine)
     usage = UsageStore(engine)
     limits = Limits(settings.default_requests_per_minute, settings.max_inflight_per_user)

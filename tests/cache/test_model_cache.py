@@ -13,9 +13,9 @@ import pytest
 from modelhost.cache.entry import ModelState
 from modelhost.cache.loader import LoadedModel
 from modelhost.cache.model_cache import ModelCache
+from modelhost.catalog.model_catalog import ModelRef
 from modelhost.errors import InsufficientMemory, ModelLoadFailed
-from modelhost.registry.catalog import ModelRef
-from modelhost.registry.manifest import Manifest
+from modelhost.manifest import Manifest
 from modelhost.runtimes.pool import InstancePool
 
 T = TypeVar("T")

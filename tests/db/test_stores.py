@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from modelhost.cli.database import database
+from modelhost.db.catalog import CatalogStore
 from modelhost.db.engine import create_engine
-from modelhost.db.registry import RegistryStore
 from modelhost.db.timestamps import utcnow
 from modelhost.db.usage import UsageRecord, UsageStore
 from modelhost.db.users import UserStore
@@ -84,7 +84,7 @@ def test_migrations_are_idempotent_and_users_and_keys_round_trip(database_url: s
 
 def test_registry_versions_aliases_and_tombstones(database_url: str) -> None:
     async def work(engine: AsyncEngine) -> None:
-        registry = RegistryStore(engine)
+        registry = CatalogStore(engine)
         files = {
             "model.py": {"size": 10, "sha256": None},
             "model.yaml": {"size": 5, "sha256": None},
@@ -149,7 +149,7 @@ def test_replicas_registering_the_same_versions_at_once_all_succeed(database_url
             for _ in range(2):  # fresh rows, then rows that exist
                 await asyncio.gather(
                     *(
-                        RegistryStore(replica).ensure_version(f"m{i}", 1, MANIFEST, files)
+                        CatalogStore(replica).ensure_version(f"m{i}", 1, MANIFEST, files)
                         for replica in engines
                         for i in range(6)
                     )
@@ -158,14 +158,14 @@ def test_replicas_registering_the_same_versions_at_once_all_succeed(database_url
             edited = {**MANIFEST, "max_batch_size": 8}
             await asyncio.gather(
                 *(
-                    RegistryStore(replica).ensure_version("m0", 1, edited, files)
+                    CatalogStore(replica).ensure_version("m0", 1, edited, files)
                     for replica in engines
                 )
             )
         finally:
             for replica in engines:
                 await replica.dispose()
-        snapshot = await RegistryStore(engine).snapshot()
+        snapshot = await CatalogStore(engine).snapshot()
         assert sorted(snapshot.versions) == [f"m{i}" for i in range(6)]
         assert all(list(versions) == [1] for versions in snapshot.versions.values())
         assert snapshot.versions["m0"][1].manifest == edited

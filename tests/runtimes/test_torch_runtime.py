@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
 from modelhost.errors import ModelLoadFailed  # noqa: E402
-from modelhost.registry.manifest import Manifest, parse_manifest  # noqa: E402
+from modelhost.manifest import Manifest, parse_manifest  # noqa: E402
 from modelhost.runtimes.factory import runtime_class  # noqa: E402
 from modelhost.runtimes.torch import TorchRuntime, as_tensor  # noqa: E402
 from tests.cache.helpers import cache_state  # noqa: E402

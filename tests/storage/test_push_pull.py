@@ -8,7 +8,7 @@ import hashlib
 from pathlib import Path
 
 from modelhost.cli.database import database
-from modelhost.db.registry import RegistrySnapshot, RegistryStore
+from modelhost.db.catalog import CatalogSnapshot, CatalogStore
 from modelhost.settings import Settings
 from tests.storage.conftest import BUCKET
 from tests.storage.helpers import (
@@ -35,9 +35,9 @@ def same_tree(left: Path, right: Path) -> bool:
     return all(same_tree(left / sub, right / sub) for sub in compare.common_dirs)
 
 
-async def _snapshot(database_url: str) -> RegistrySnapshot:
+async def _snapshot(database_url: str) -> CatalogSnapshot:
     async with database(Settings(database_url=database_url)) as engine:
-        return await RegistryStore(engine).snapshot()
+        return await CatalogStore(engine).snapshot()
 
 
 def test_round_trip_through_s3_is_byte_identical_and_records_sha256s(

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from modelhost.demo_models import build_demo_models
-from modelhost.inference.datatypes import DATATYPES
+from modelhost.tensors.datatypes import DATATYPES
 
 ALL_DATATYPES = sorted(DATATYPES)
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from modelhost.cache.loader import LoadedModel
+from modelhost.catalog.model_catalog import ModelRef
 from modelhost.errors import ModelhostError
-from modelhost.registry.catalog import ModelRef
 
 
 class ModelState(StrEnum):

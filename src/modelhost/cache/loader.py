@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Protocol
 
 from modelhost.cache.memory import process_rss, release_memory
-from modelhost.registry.catalog import ModelRef
-from modelhost.registry.manifest import Manifest
+from modelhost.catalog.model_catalog import ModelRef
+from modelhost.manifest import Manifest
 from modelhost.runtimes.base import Runtime
 from modelhost.runtimes.factory import runtime_class
 from modelhost.runtimes.pool import InstancePool

@@ -31,13 +31,13 @@ from typing import Any
 
 from modelhost.cache.entry import ModelEntry, ModelState
 from modelhost.cache.loader import LoadedModel, Loader
+from modelhost.catalog.model_catalog import ModelRef
 from modelhost.errors import (
     DeadlineExceeded,
     InsufficientMemory,
     ModelhostError,
     ModelLoadFailed,
 )
-from modelhost.registry.catalog import ModelRef
 from modelhost.units import format_bytes
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from modelhost.cli import models, registry, users
+from modelhost.cli import catalog, models, users
 from modelhost.cli.database import DATABASE_HELP, database
 from modelhost.cli.settings import build_settings
 
@@ -20,8 +20,8 @@ app = typer.Typer(
 db_app = typer.Typer(help="The database: users, keys, registry, usage.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users.app, name="users")
-app.add_typer(registry.app, name="models")
-registry.app.add_typer(models.app)  # push and pull: the store side of the same group
+app.add_typer(catalog.app, name="models")
+catalog.app.add_typer(models.app)  # push and pull: the store side of the same group
 
 
 @app.command()

@@ -1,6 +1,6 @@
 """``modelhost models push|pull``: versions into and out of the model store.
 
-The store side of the ``models`` group (``cli/registry.py`` holds the database side). Both
+The store side of the ``models`` group (``cli/catalog.py`` holds the database side). Both
 commands work on any repository URI, a folder or ``s3://bucket/prefix``, given by
 ``--model-repository`` or MODELHOST_MODEL_REPOSITORY (S3 settings: MODELHOST_S3_ENDPOINT,
 MODELHOST_S3_REGION and the standard AWS credential variables).
@@ -28,9 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from modelhost.cli.database import DATABASE_HELP
 from modelhost.cli.database import run as run_with_database
 from modelhost.cli.settings import build_settings
-from modelhost.db.registry import RegistryStore
+from modelhost.db.catalog import CatalogStore
 from modelhost.errors import ModelhostError, ModelNotFound
-from modelhost.registry.manifest import read_manifest
+from modelhost.manifest import read_manifest
 from modelhost.storage.base import ModelStore, PushedVersion, check_model_name
 from modelhost.storage.factory import open_store
 from modelhost.storage.index import source_files
@@ -92,12 +92,12 @@ def _register(
         raise typer.BadParameter(exc.message) from None
 
     async def work(engine: AsyncEngine) -> None:
-        registry = RegistryStore(engine)
+        registry = CatalogStore(engine)
         files = {path: info.to_json() for path, info in pushed.files.items()}
         # The same bytes pushed again (into a bucket that lost them) register as before.
         await registry.register_version(pushed.name, pushed.version, manifest, files, exist_ok=True)
         for alias_name in aliases:
-            # Servers flip it only once they have loaded the version (registry/sync.py).
+            # Servers flip it only once they have loaded the version (catalog/sync.py).
             await registry.set_alias(pushed.name, alias_name, pushed.version)
 
     run_with_database(build_settings(database_url=database_url), work)

@@ -24,8 +24,8 @@ from prometheus_client import Histogram
 
 from modelhost.errors import DeadlineExceeded, ModelhostError, QueueFull
 from modelhost.inference.validation import conform_outputs
+from modelhost.manifest import Manifest, TensorSpec
 from modelhost.observability.metrics import Metrics
-from modelhost.registry.manifest import Manifest, TensorSpec
 from modelhost.runtimes.base import Runtime, Tensors
 from modelhost.runtimes.pool import InstancePool
 

@@ -13,11 +13,11 @@ from modelhost.auth.principal import ANONYMOUS_ADMIN, Principal
 from modelhost.auth.quotas import Quotas
 from modelhost.cache.loader import LoadedModel
 from modelhost.cache.model_cache import ModelCache
+from modelhost.catalog.model_catalog import ModelCatalog, ModelRef
 from modelhost.inference.batching import ModelScheduler
 from modelhost.inference.types import InferenceRequest, InferenceResponse, Tensor
 from modelhost.inference.validation import check_inputs, check_requested
 from modelhost.observability.metrics import Metrics
-from modelhost.registry.catalog import ModelCatalog, ModelRef
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from modelhost.errors import InvalidTensor, ModelhostError
-from modelhost.inference.datatypes import NUMPY_DTYPES
 from modelhost.inference.types import RequestedOutput, Tensor
-from modelhost.registry.manifest import Manifest, TensorSpec
+from modelhost.manifest import Manifest, TensorSpec
 from modelhost.runtimes.base import Tensors
+from modelhost.tensors.datatypes import NUMPY_DTYPES
 
 
 def check_inputs(inputs: list[Tensor], manifest: Manifest) -> Tensors:

@@ -23,7 +23,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from modelhost.registry.manifest import Manifest
+from modelhost.manifest import Manifest
 
 Tensors = dict[str, np.ndarray]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from modelhost.errors import ModelLoadFailed
-from modelhost.registry.manifest import Manifest
+from modelhost.manifest import Manifest
 from modelhost.runtimes.base import Runtime, Tensors
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from modelhost.registry.manifest import Manifest
+from modelhost.manifest import Manifest
 from modelhost.runtimes.base import Runtime, Tensors
 from modelhost.runtimes.entry_points import import_entry_point
 

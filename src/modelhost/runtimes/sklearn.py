@@ -21,7 +21,7 @@ import sklearn.preprocessing
 import sklearn.tree  # noqa: F401
 
 from modelhost.errors import ModelLoadFailed
-from modelhost.registry.manifest import Manifest
+from modelhost.manifest import Manifest
 from modelhost.runtimes.base import Runtime, Tensors
 
 _METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function", "transform")

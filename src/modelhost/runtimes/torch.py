@@ -28,7 +28,7 @@ import safetensors.torch
 import torch
 
 from modelhost.errors import ModelLoadFailed
-from modelhost.registry.manifest import Manifest
+from modelhost.manifest import Manifest
 from modelhost.runtimes.base import Runtime, Tensors
 from modelhost.runtimes.entry_points import import_entry_point
 

@@ -48,7 +48,7 @@ import torch
 import transformers
 
 from modelhost.errors import InvalidTensor, ModelLoadFailed, RuntimeNotInstalled
-from modelhost.registry.manifest import Manifest
+from modelhost.manifest import Manifest
 from modelhost.runtimes.base import Runtime, Tensors
 from modelhost.runtimes.torch import module_bytes, set_torch_threads
 

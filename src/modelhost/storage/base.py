@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelhost.errors import InvalidModelName
-from modelhost.registry.manifest import Manifest
+from modelhost.manifest import Manifest
 
 if TYPE_CHECKING:
     from modelhost.storage.artifact_cache import ArtifactCache

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from modelhost.errors import InvalidManifest
-from modelhost.registry.manifest import read_manifest
+from modelhost.manifest import read_manifest
 from modelhost.storage.base import FileInfo
 
 INDEX_DIR = ".modelhost"

@@ -25,7 +25,7 @@ from modelhost.errors import (
     VersionExists,
     VersionNotFound,
 )
-from modelhost.registry.manifest import Manifest, read_manifest
+from modelhost.manifest import Manifest, read_manifest
 from modelhost.storage.base import (
     FetchedVersion,
     FileInfo,

@@ -35,7 +35,7 @@ from modelhost.errors import (
     VersionExists,
     VersionNotFound,
 )
-from modelhost.registry.manifest import MANIFEST_FILE, Manifest, parse_manifest
+from modelhost.manifest import MANIFEST_FILE, Manifest, parse_manifest
 from modelhost.storage.artifact_cache import ArtifactCache
 from modelhost.storage.base import (
     FetchedVersion,

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from modelhost.errors import StorageError
-from modelhost.registry.manifest import Manifest
+from modelhost.manifest import Manifest
 from modelhost.storage.base import FetchedVersion, FileInfo, ModelStore, Progress, PushedVersion
 from modelhost.storage.local import LocalModelStore
 

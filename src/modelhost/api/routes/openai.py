@@ -23,7 +23,7 @@ from modelhost.api.responses import json_response
 from modelhost.auth.principal import Principal
 from modelhost.errors import BadRequest, ModelhostError
 from modelhost.inference.types import InferenceRequest, RequestedOutput, Tensor
-from modelhost.registry.manifest import Manifest
+from modelhost.manifest import Manifest
 from modelhost.services import Services
 
 TOKEN_COUNT_OUTPUT = "token_count"

@@ -12,7 +12,7 @@ from modelhost.api.errors import error_response
 from modelhost.api.requests import services_of
 from modelhost.api.responses import json_response
 from modelhost.cache.entry import ModelState
-from modelhost.registry.manifest import TensorSpec
+from modelhost.manifest import TensorSpec
 
 # What Triton users see as a model's "platform".
 PLATFORMS = {

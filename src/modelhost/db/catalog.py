@@ -1,4 +1,5 @@
-"""The model registry in the database: models, versions and aliases, shared by all replicas."""
+"""The model catalogue in the database (the "registry"): models, versions and aliases, shared by
+all replicas. :mod:`modelhost.catalog` keeps each replica's in-memory copy of it."""
 
 from __future__ import annotations
 
@@ -31,19 +32,19 @@ class VersionRow:
 
 
 @dataclass
-class RegistrySnapshot:
+class CatalogSnapshot:
     """Everything the catalogue needs, read in one go."""
 
     versions: dict[str, dict[int, VersionRow]] = field(default_factory=dict)
     aliases: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
-class RegistryStore:
+class CatalogStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def snapshot(self, *, include_deleted: bool = False) -> RegistrySnapshot:
-        snapshot = RegistrySnapshot()
+    async def snapshot(self, *, include_deleted: bool = False) -> CatalogSnapshot:
+        snapshot = CatalogSnapshot()
         query = (
             select(models.c.name, model_versions)
             .join(models, models.c.id == model_versions.c.model_id)

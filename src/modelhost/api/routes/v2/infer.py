@@ -6,11 +6,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelhost.api.codec import HEADER_LENGTH, decode_request, encode_response
 from modelhost.api.deps import principal_of
 from modelhost.api.metering import RequestMeter
 from modelhost.api.requests import header_int, read_body, request_timeout, services_of
 from modelhost.errors import ModelhostError
-from modelhost.inference.codec import HEADER_LENGTH, decode_request, encode_response
 
 
 async def infer(request: Request) -> Response:

@@ -1,8 +1,8 @@
 """The catalogue of servable model versions and aliases: what requests are resolved against.
 
-It is an in-memory snapshot of the registry, replaced whole by :mod:`registry.sync` (at start,
-every few seconds, and after a change made through this replica), so resolving a name never
-touches the database or the disk.
+It is an in-memory snapshot of the database's catalogue (:mod:`modelhost.db.catalog`), replaced
+whole by :mod:`modelhost.catalog.sync` (at start, every few seconds, and after a change made
+through this replica), so resolving a name never touches the database or the disk.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from modelhost.errors import ModelNotFound, Unavailable, VersionNotFound
-from modelhost.registry.manifest import Manifest
+from modelhost.manifest import Manifest
 from modelhost.storage.base import check_model_name
 
 

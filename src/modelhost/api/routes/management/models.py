@@ -1,4 +1,5 @@
-"""``/api/v1/models``: the model registry (list, inspect, register, alias, delete)."""
+"""``/api/v1/models``: the management API's model catalogue (list, inspect, register, alias,
+delete)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from fastapi import APIRouter
 from modelhost.api.deps import AdminDep, PrincipalDep, ServicesDep
 from modelhost.api.schemas import AliasUpdate, ModelPublic, VersionCreate, VersionPublic
 from modelhost.cache.entry import ModelState
-from modelhost.db.registry import VersionRow
+from modelhost.db.catalog import VersionRow
 from modelhost.services import Services
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -28,7 +29,7 @@ def _version(services: Services, row: VersionRow) -> VersionPublic:
 
 
 async def _models(services: Services, only: str | None = None) -> list[ModelPublic]:
-    snapshot = await services.sync.registry.snapshot()
+    snapshot = await services.sync.db.snapshot()
     names = [only] if only is not None else sorted(snapshot.versions)
     if only is not None and only not in snapshot.versions:
         services.catalog.resolve(only)  # the same 400/404 as everywhere else

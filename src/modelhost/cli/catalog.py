@@ -1,7 +1,7 @@
 """``modelhost models ls|alias``: the model registry, straight in the database.
 
 Servers pick changes up within MODELHOST_REGISTRY_REFRESH_SECONDS; an alias moved here flips on
-each server only once its new version has loaded there (see registry/sync.py).
+each server only once its new version has loaded there (see catalog/sync.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from modelhost.cli.database import DATABASE_HELP, run
 from modelhost.cli.settings import build_settings
-from modelhost.db.registry import RegistryStore
+from modelhost.db.catalog import CatalogStore
 
 app = typer.Typer(help="Models, versions and aliases.", no_args_is_help=True)
 
@@ -25,7 +25,7 @@ def list_models(database_url: DatabaseOption = None) -> None:
     """List models with their versions and aliases."""
 
     async def work(engine: AsyncEngine) -> None:
-        snapshot = await RegistryStore(engine).snapshot()
+        snapshot = await CatalogStore(engine).snapshot()
         for name, versions in snapshot.versions.items():
             aliases = snapshot.aliases.get(name, {})
             for version, row in versions.items():
@@ -42,7 +42,7 @@ def alias(name: str, alias_name: str, version: int, database_url: DatabaseOption
         raise typer.BadParameter("an alias cannot be a number: it would shadow a version")
 
     async def work(engine: AsyncEngine) -> None:
-        await RegistryStore(engine).set_alias(name, alias_name, version)
+        await CatalogStore(engine).set_alias(name, alias_name, version)
 
     run(build_settings(database_url=database_url), work)
     typer.echo(f"{name}:{alias_name} -> {version}")

@@ -1,4 +1,5 @@
-"""Tensors as raw bytes: the binary tensor data extension's encoding.
+"""Tensors as raw bytes, shared by every transport: the REST binary tensor data extension's
+encoding, and what V2 gRPC carries in ``raw_input_contents`` / ``raw_output_contents``.
 
 Fixed-size datatypes are their little-endian values in row-major order. A BYTES tensor is each
 element as a 4-byte little-endian length followed by that many bytes.
@@ -11,7 +12,7 @@ import struct
 import numpy as np
 
 from modelhost.errors import InvalidTensor
-from modelhost.inference.datatypes import NUMPY_DTYPES, WIRE_DTYPES
+from modelhost.tensors.datatypes import NUMPY_DTYPES, WIRE_DTYPES
 
 _LENGTH = struct.Struct("<I")
 

@@ -15,9 +15,9 @@ import numpy as np
 import orjson
 
 from modelhost.errors import BadRequest, InvalidTensor
-from modelhost.inference.datatypes import DATATYPES, NUMPY_DTYPES
 from modelhost.inference.types import InferenceRequest, InferenceResponse, RequestedOutput, Tensor
-from modelhost.inference.wire import from_bytes, to_bytes
+from modelhost.tensors.datatypes import DATATYPES, NUMPY_DTYPES
+from modelhost.tensors.raw import from_bytes, to_bytes
 
 HEADER_LENGTH = "inference-header-content-length"
 JSON_TYPE = "application/json"

@@ -1,4 +1,5 @@
-"""The model repository extension: index, load, unload."""
+"""``/v2/repository/...``: the KServe/Triton model repository extension over REST (index, load,
+unload); the work is :mod:`modelhost.inference.repository_extension`'s."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from pydantic import (
 )
 
 from modelhost.errors import InvalidManifest
-from modelhost.inference.datatypes import DATATYPES
+from modelhost.tensors.datatypes import DATATYPES
 
 MANIFEST_FILE = "model.yaml"
 

@@ -1,4 +1,5 @@
-"""The model repository extension: list the models with their states, load and unload them."""
+"""The V2 model repository extension, transport-agnostic: list the models with their states,
+load and unload them (``/v2/repository/...`` over REST)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from dataclasses import dataclass
 
 from modelhost.cache.entry import ModelState
 from modelhost.cache.model_cache import ModelCache
-from modelhost.registry.catalog import ModelCatalog
-from modelhost.registry.sync import RegistrySync
+from modelhost.catalog.model_catalog import ModelCatalog
+from modelhost.catalog.sync import CatalogSync
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class RepositoryEntry:
 class RepositoryService:
     """Operator-facing control of what is loaded; obeys the same cache rules as requests."""
 
-    def __init__(self, catalog: ModelCatalog, cache: ModelCache, sync: RegistrySync) -> None:
+    def __init__(self, catalog: ModelCatalog, cache: ModelCache, sync: CatalogSync) -> None:
         self.catalog = catalog
         self.cache = cache
         self.sync = sync

@@ -1,9 +1,9 @@
-"""Keeps the catalogue in step with the registry, the registry with the store, and makes alias
-moves safe.
+"""Keeps the in-memory catalogue in step with the database's, the database's with the model
+store, and makes alias moves safe.
 
-- ``scan_store`` registers versions found in the model store that the registry lacks (the
+- ``scan_store`` registers versions found in the model store that the database lacks (the
   ``serve --model-repository DIR`` flow) and records why broken ones cannot be served.
-- ``refresh`` re-reads the registry into the catalogue, on every replica, every few seconds.
+- ``refresh`` re-reads the database into the catalogue, on every replica, every few seconds.
 - An alias moves only once its new version is loaded: the new version is loaded first (here,
   and on every other replica at its next refresh, if the alias's old version was resident
   there), then the alias flips. Requests in flight keep their lease on the old version and
@@ -18,7 +18,8 @@ from typing import Any
 
 from modelhost.cache.entry import ModelState
 from modelhost.cache.model_cache import ModelCache
-from modelhost.db.registry import RegistrySnapshot, RegistryStore, VersionRow
+from modelhost.catalog.model_catalog import ModelCatalog, ModelRef, VersionRecord
+from modelhost.db.catalog import CatalogSnapshot, CatalogStore, VersionRow
 from modelhost.errors import (
     Conflict,
     InvalidManifest,
@@ -26,23 +27,24 @@ from modelhost.errors import (
     StorageError,
     VersionNotFound,
 )
-from modelhost.registry.catalog import ModelCatalog, ModelRef, VersionRecord
-from modelhost.registry.manifest import Manifest, parse_manifest
+from modelhost.manifest import Manifest, parse_manifest
 from modelhost.storage.base import ModelStore, check_model_name
 
 log = logging.getLogger(__name__)
 
 
-class RegistrySync:
+class CatalogSync:
+    """Moves models, versions and aliases between the store, the database and the catalogue."""
+
     def __init__(
         self,
         store: ModelStore,
-        registry: RegistryStore,
+        db: CatalogStore,
         catalog: ModelCatalog,
         cache: ModelCache,
     ) -> None:
         self._store = store
-        self.registry = registry
+        self.db = db
         self._catalog = catalog
         self._cache = cache
         self._problems: dict[str, dict[int, str]] = {}  # store versions that cannot register
@@ -58,7 +60,7 @@ class RegistrySync:
         await self.refresh()
 
     async def scan_store(self) -> None:
-        known = (await self.registry.snapshot(include_deleted=True)).versions
+        known = (await self.db.snapshot(include_deleted=True)).versions
         problems: dict[str, dict[int, str]] = {}
         for name, versions in (await self._store.list_models()).items():
             try:
@@ -84,17 +86,17 @@ class RegistrySync:
         if row is None:
             # Another replica scanning the same store at the same moment may register it
             # first; that is the same version, not a conflict.
-            await self.registry.ensure_version(name, version, manifest, files)
+            await self.db.ensure_version(name, version, manifest, files)
         else:
-            await self.registry.update_manifest(name, version, manifest, files)
+            await self.db.update_manifest(name, version, manifest, files)
 
     async def refresh(self) -> None:
         async with self._lock:
-            snapshot = await self.registry.snapshot()
+            snapshot = await self.db.snapshot()
             aliases = await self._safe_aliases(snapshot)
             self._catalog.replace(self._records(snapshot), aliases)
 
-    def _records(self, snapshot: RegistrySnapshot) -> dict[str, dict[int, VersionRecord]]:
+    def _records(self, snapshot: CatalogSnapshot) -> dict[str, dict[int, VersionRecord]]:
         models: dict[str, dict[int, VersionRecord]] = {}
         for name, rows in snapshot.versions.items():
             records = models.setdefault(name, {})
@@ -109,7 +111,7 @@ class RegistrySync:
                 models.setdefault(name, {}).setdefault(version, VersionRecord(version, None, error))
         return {name: dict(sorted(records.items())) for name, records in models.items()}
 
-    async def _safe_aliases(self, snapshot: RegistrySnapshot) -> dict[str, dict[str, int]]:
+    async def _safe_aliases(self, snapshot: CatalogSnapshot) -> dict[str, dict[str, int]]:
         """The registry's aliases, except that an alias whose old version is resident here
         keeps pointing at it until its new version has loaded."""
         current = self._catalog.all_aliases()
@@ -128,7 +130,7 @@ class RegistrySync:
         entry = self._cache.entry(name, version)
         return entry is not None and entry.state is ModelState.READY
 
-    async def _preload(self, name: str, version: int, snapshot: RegistrySnapshot) -> bool:
+    async def _preload(self, name: str, version: int, snapshot: CatalogSnapshot) -> bool:
         row = snapshot.versions.get(name, {}).get(version)
         if row is None:
             return False
@@ -157,7 +159,7 @@ class RegistrySync:
         ``version`` is None)."""
         check_model_name(name)
         stored = (await self._store.list_models()).get(name, [])
-        known = (await self.registry.snapshot()).versions.get(name, {})
+        known = (await self.db.snapshot()).versions.get(name, {})
         if version is None:
             fresh = [v for v in stored if v not in known]
             if not fresh:
@@ -169,7 +171,7 @@ class RegistrySync:
         files = {
             path: info.to_json() for path, info in (await self._store.files(name, version)).items()
         }
-        row = await self.registry.register_version(name, version, manifest, files)
+        row = await self.db.register_version(name, version, manifest, files)
         await self.refresh()
         return row
 
@@ -178,7 +180,7 @@ class RegistrySync:
             raise Conflict("an alias cannot be a number: it would shadow a version")
         ref = self._catalog.resolve(name, str(version))
         await self._cache.load(ref)  # the alias flips only once its new version is READY
-        await self.registry.set_alias(name, alias, version)
+        await self.db.set_alias(name, alias, version)
         self._catalog.set_alias(name, alias, version)
 
     async def delete_version(self, name: str, version: int) -> None:
@@ -187,7 +189,7 @@ class RegistrySync:
         entry = self._cache.entry(name, version)
         if entry is not None and entry.leases:
             raise Conflict(f"model {name} version {version} is in use by {entry.leases} requests")
-        await self.registry.delete_version(name, version)
+        await self.db.delete_version(name, version)
         await self.refresh()
         await self._cache.unload(ref)
 

@@ -1,0 +1,1 @@
+"""Tensor encodings every transport shares: V2 datatypes and raw tensor bytes."""

@@ -151,3 +151,35 @@ def test_postgres_outage_under_traffic_loses_no_record(
         log = server.log()
     assert "usage records go to the journal" in log and "replayed" in log
     print(f"outage test: {sent} requests sent, {sent} usage records stored")
+
+
+def test_a_replica_killed_right_after_answering_loses_no_record(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Each record reaches the journal before its answer leaves: SIGKILL (no drain, no flush)
+    loses none, and the replica replays them when it starts again."""
+    root = tmp_path / "models"
+    write_memory_model(root, "m", 1)
+    env = {
+        "MODELHOST_DATABASE_URL": database_url,
+        "MODELHOST_USAGE_JOURNAL": str(tmp_path / "usage.journal"),
+        "MODELHOST_USAGE_FLUSH_SECONDS": "60",  # nothing reaches the database before the kill
+    }
+    with ServerProcess(root, tmp_path / "first.log", env=env) as server:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            for _ in range(25):
+                assert http.post("/v2/models/m/infer", json=X).status_code == 200
+        server.process.kill()
+        server.process.wait()
+    with ServerProcess(root, tmp_path / "second.log", env=env) as server:
+        summary = eventually(lambda: _summary_with(server.url, 25), timeout=30, interval=0.2)
+        log = server.log()
+    assert summary["requests"] == 25, summary
+    assert "replayed 25 usage records" in log
+
+
+def _summary_with(url: str, requests: int) -> dict[str, int] | None:
+    summary = httpx.get(f"{url}/api/v1/usage/summary", timeout=10).json()
+    if summary and summary[0]["requests"] >= requests:
+        return dict(summary[0])
+    return None

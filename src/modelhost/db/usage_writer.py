@@ -1,9 +1,13 @@
-"""Writes usage records in batches, off the request path, losing none when the database is away.
+"""Writes usage records in batches, off the request path, losing none when the database is
+away or the process is killed.
 
-Requests hand records to :meth:`UsageWriter.record` (a list append). A background task inserts
-them in batches. When an insert fails the batch is appended to a local journal file (fsynced);
-the journal is replayed, oldest first, once inserts work again, and truncated only after its
-records are committed. Every record carries a unique id and inserts skip ids already present,
+Requests hand records to :meth:`UsageWriter.record`: a list append, and one ``write`` of the
+record to the usage journal (``db/usage_journal.py``) before the answer goes out. A background
+task inserts the records in memory in batches, sealing the journal segment that holds them
+first and deleting it once they are committed. When an insert fails the sealed segment is kept
+(fsynced) and records stop being held in memory: they wait in the journal, which is replayed,
+oldest segment first, once inserts work again. A replica killed outright replays what it left
+when it starts again. Every record carries a unique id and inserts skip ids already present,
 so a replay that is interrupted and repeated writes nothing twice.
 """
 
@@ -11,23 +15,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from modelhost.db.usage import UsageRecord, UsageStore
+from modelhost.db.usage_journal import UsageJournal, read_segment, sync_file
 
 log = logging.getLogger(__name__)
 
-# Above this many records waiting in memory, they go to the journal without trying the database.
-_MAX_BUFFER = 50_000
 _REPLAY_CHUNK = 1000
 
 
 class UsageWriter:
+    """Usage records from requests to the database, through the journal."""
+
     def __init__(
         self,
         store: UsageStore,
@@ -39,10 +42,13 @@ class UsageWriter:
     ) -> None:
         self.enabled = enabled
         self._store = store
-        self._journal = journal
+        self._journal = UsageJournal(journal)
         self._flush_seconds = flush_seconds
         self._batch_size = batch_size
         self._buffer: list[UsageRecord] = []
+        # True while the buffer holds exactly the active segment's records; False once records
+        # were dropped from memory (the database was away): the segment is then read back.
+        self._mirrored = True
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -52,9 +58,10 @@ class UsageWriter:
         self.database_ok = True
 
     def record(self, record: UsageRecord) -> None:
-        """Queue one record; never blocks, never raises."""
+        """Journal one record and queue it; never blocks on the database, never raises."""
         if not self.enabled:
             return
+        self._journal.append(record)
         self._buffer.append(record)
         if len(self._buffer) >= self._batch_size:
             self._wake.set()
@@ -64,16 +71,21 @@ class UsageWriter:
         return len(self._buffer)
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        if self.enabled:
+            self._journal.open()
+            if self._journal.sealed():
+                self._wake.set()  # what an earlier process left: replay it now
+            self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:
         """Stop the loop (letting a flush under way finish: cancelling it mid-insert could
-        drop its batch) and write, or journal, everything still in memory."""
+        drop its batch) and write, or leave journaled, everything still pending."""
         self._stopping = True
         self._wake.set()
         if self._task is not None:
             await self._task
-        await self.flush()
+            await self.flush()
+            self._journal.close()
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -86,23 +98,45 @@ class UsageWriter:
                 log.exception("usage writer flush failed")
 
     async def flush(self) -> None:
-        if self._journal_has_records() and not await self._replay():
-            await self._spill(self._take_all())
+        if self._journal.sealed() and not await self._replay():
+            await self._keep_on_disk()
             return
-        while self._buffer:
-            if len(self._buffer) > _MAX_BUFFER:
-                await self._spill(self._take_all())
-                return
-            batch = self._buffer[: self._batch_size]
-            # Records leave the buffer only once they are committed or journaled.
-            if not await self._insert(batch):
-                await self._spill(self._take_all())
-                return
-            del self._buffer[: len(batch)]
+        if not self._mirrored:
+            # Records were dropped from memory while the database was away: read them back.
+            self._buffer.clear()
+            self._mirrored = True
+            self._journal.seal()
+            await self._replay()
+            return
+        if not self._buffer or self._journal.failed:
+            # A journal that cannot be written leaves the records in memory only: insert them
+            # from there (or keep them) without sealing what does not hold them.
+            if self._buffer and await self._insert_all(self._buffer):
+                self._buffer.clear()
+            return
+        segment = self._journal.seal()
+        batch, self._buffer = self._buffer, []
+        if await self._insert_all(batch):
+            if segment is not None:
+                await asyncio.to_thread(segment.unlink)
+            return
+        if segment is not None:
+            await asyncio.to_thread(sync_file, segment)  # to be replayed, so it must last
+            self.journaled += len(batch)
 
-    def _take_all(self) -> list[UsageRecord]:
-        taken, self._buffer = self._buffer, []
-        return taken
+    async def _keep_on_disk(self) -> None:
+        """The database is away: the records in memory wait in the active segment instead."""
+        if self._buffer:
+            self.journaled += len(self._buffer)
+            self._buffer.clear()
+            self._mirrored = False
+        await asyncio.to_thread(self._journal.sync_active)
+
+    async def _insert_all(self, records: list[UsageRecord]) -> bool:
+        for start in range(0, len(records), self._batch_size):
+            if not await self._insert(records[start : start + self._batch_size]):
+                return False
+        return True
 
     async def _insert(self, batch: list[UsageRecord]) -> bool:
         try:
@@ -118,51 +152,14 @@ class UsageWriter:
         self.written += len(batch)
         return True
 
-    async def _spill(self, batch: list[UsageRecord]) -> None:
-        if batch:
-            await asyncio.to_thread(_append_lines, self._journal, batch)
-            self.journaled += len(batch)
-
-    def _journal_has_records(self) -> bool:
-        try:
-            return self._journal.stat().st_size > 0
-        except FileNotFoundError:
-            return False
-
     async def _replay(self) -> bool:
-        """Insert the journal's records; True once it is empty."""
-        records = await asyncio.to_thread(_read_lines, self._journal)
-        for start in range(0, len(records), _REPLAY_CHUNK):
-            if not await self._insert(records[start : start + _REPLAY_CHUNK]):
-                return False
-        await asyncio.to_thread(_truncate, self._journal)
-        self.replayed += len(records)
-        log.info("replayed %d usage records from %s", len(records), self._journal)
+        """Insert every sealed segment's records, oldest first; True once none is left."""
+        for segment in self._journal.sealed():
+            records = await asyncio.to_thread(read_segment, segment)
+            for start in range(0, len(records), _REPLAY_CHUNK):
+                if not await self._insert(records[start : start + _REPLAY_CHUNK]):
+                    return False
+            await asyncio.to_thread(segment.unlink)
+            self.replayed += len(records)
+            log.info("replayed %d usage records from %s", len(records), segment)
         return True
-
-
-def _append_lines(path: Path, records: list[UsageRecord]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as journal:
-        journal.writelines(json.dumps(record.to_json()) + "\n" for record in records)
-        journal.flush()
-        os.fsync(journal.fileno())
-
-
-def _read_lines(path: Path) -> list[UsageRecord]:
-    records = []
-    with open(path, encoding="utf-8") as journal:
-        for line in journal:
-            if line.strip():
-                try:
-                    records.append(UsageRecord.from_json(json.loads(line)))
-                except (ValueError, TypeError, KeyError):
-                    # A line cut short by a crash mid-write: the rest of the journal still counts.
-                    log.error("skipping an unreadable usage journal line: %r", line[:200])
-    return records
-
-
-def _truncate(path: Path) -> None:
-    with open(path, "w", encoding="utf-8") as journal:
-        journal.flush()
-        os.fsync(journal.fileno())

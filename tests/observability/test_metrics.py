@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -11,6 +12,7 @@ from tests.support.cli import create_user
 from tests.support.databases import sqlite_url
 from tests.support.models import write_memory_model, write_python_model
 from tests.support.server import ServerProcess
+from tests.support.waiting import eventually
 
 X = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1.0]}]}
 
@@ -148,3 +150,44 @@ def test_metrics_need_a_key_unless_made_public(tmp_path: Path) -> None:
         root, tmp_path / "public.log", env={**env, "MODELHOST_METRICS_PUBLIC": "true"}
     ) as server:
         assert scrape(server.url)
+
+
+SLOW_LOAD = """
+import os
+import time
+
+class Model:
+    def load(self, path):
+        # Loads until the test removes the gate file (bounded, so nothing hangs forever).
+        gate = os.path.join(path, "gate")
+        deadline = time.monotonic() + 60
+        while os.path.exists(gate) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def predict(self, inputs):
+        return {"y": inputs["x"]}
+"""
+
+
+def test_requests_waiting_for_a_load_are_counted(tmp_path: Path) -> None:
+    """The autoscaler's demand signal: requests held up by a model that is still loading."""
+    manifest = {
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1]}],
+        "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1]}],
+    }
+    version_dir = write_python_model(tmp_path / "models", "slow", SLOW_LOAD, manifest)
+    gate = version_dir / "gate"
+    gate.write_text("")
+    with ServerProcess(tmp_path / "models", tmp_path / "server.log") as server:
+        assert value(scrape(server.url), "modelhost_requests_waiting_for_load") == 0
+        with ThreadPoolExecutor(3) as pool:
+            calls = [
+                pool.submit(httpx.post, f"{server.url}/v2/models/slow/infer", json=X, timeout=60)
+                for _ in range(3)
+            ]
+            eventually(
+                lambda: value(scrape(server.url), "modelhost_requests_waiting_for_load") == 3
+            )
+            gate.unlink()
+            assert all(call.result().status_code == 200 for call in calls)
+        assert value(scrape(server.url), "modelhost_requests_waiting_for_load") == 0

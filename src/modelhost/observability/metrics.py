@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from modelhost.cache.entry import ModelState
+
 if TYPE_CHECKING:
     from modelhost.services import Services
 
@@ -139,6 +141,13 @@ class _StateCollector(Collector):
         yield footprint
         yield GaugeMetricFamily(
             "modelhost_resident_models", "Model versions in memory.", value=resident
+        )
+        # A loading model's leases are the requests waiting for it: demand the replica cannot
+        # serve yet (the autoscaler's signal, with the queues).
+        yield GaugeMetricFamily(
+            "modelhost_requests_waiting_for_load",
+            "Requests waiting for their model to finish loading.",
+            value=sum(e.leases for e in cache.entries() if e.state is ModelState.LOADING),
         )
         depth = GaugeMetricFamily(
             "modelhost_queue_depth",

@@ -1,0 +1,130 @@
+"""deploy/k8s: every overlay renders, and what it renders is what the design needs."""
+
+from __future__ import annotations
+
+import runpy
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy.manifests import OVERLAYS, ROOT, find, render
+
+MONITORING = ROOT / "deploy" / "monitoring"
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[dict[str, Any]]]:
+    return {name: render(folder) for name, folder in OVERLAYS.items()}
+
+
+def server_container(deployment: dict[str, Any]) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"]
+    return next(c for c in containers if c["name"] == "modelhost")
+
+
+def test_every_overlay_renders(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    for name, objects in rendered.items():
+        kinds = {o["kind"] for o in objects}
+        assert {"Deployment", "Service", "PodDisruptionBudget", "ConfigMap", "Job"} <= kinds, name
+        assert {"NetworkPolicy", "ServiceMonitor", "PrometheusRule", "ServiceAccount"} <= kinds
+        assert all(
+            o["metadata"].get("namespace") == "modelhost"
+            for o in objects
+            if o["kind"] not in {"Namespace", "StorageClass"}
+        ), name
+        # One autoscaler per Deployment: the plain HPA, or KEDA's (which makes its own HPA).
+        for deployment in (o for o in objects if o["kind"] == "Deployment"):
+            name_ = deployment["metadata"]["name"]
+            scalers = [
+                o
+                for o in objects
+                if o["kind"] in {"HorizontalPodAutoscaler", "ScaledObject"}
+                and o["spec"]["scaleTargetRef"]["name"] == name_
+            ]
+            assert len(scalers) == 1, (name, name_, scalers)
+
+
+def test_the_pod_is_locked_down_and_sized_by_its_limits(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    for name, objects in rendered.items():
+        deployment = find(objects, "Deployment")
+        pod = deployment["spec"]["template"]["spec"]
+        container = server_container(deployment)
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] == 10001  # the image's user
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"]["drop"] == ["ALL"]
+        assert pod["automountServiceAccountToken"] is False
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["MODELHOST_MEMORY_BUDGET"] == "auto" and env["MODELHOST_CORES"] == "auto"
+        limits, requests = container["resources"]["limits"], container["resources"]["requests"]
+        assert limits["memory"] == requests["memory"], name  # no overcommit of model memory
+        # Probes on the real endpoints; startup long enough for pinned loads.
+        assert container["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
+        startup = container["startupProbe"]
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
+        assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+        # The drain fits in the grace period: preStop pause + MODELHOST_SHUTDOWN_GRACE_SECONDS.
+        config = find(objects, "ConfigMap", "modelhost-config")["data"]
+        pause = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
+        drain = float(config["MODELHOST_SHUTDOWN_GRACE_SECONDS"])
+        assert pause + drain < pod["terminationGracePeriodSeconds"]
+        # Writable paths are volumes; the artifact cache has a size bound it stays under.
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert {"/var/cache/modelhost", "/var/lib/modelhost", "/tmp"} <= mounts.keys()
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        cache = volumes[mounts["/var/cache/modelhost"]]
+        assert "emptyDir" in cache or "ephemeral" in cache
+        zones = [c["topologyKey"] for c in pod["topologySpreadConstraints"]]
+        assert "topology.kubernetes.io/zone" in zones
+
+
+def test_per_model_overlay_serves_one_model_with_its_own_autoscaler(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    objects = rendered["per-model"]
+    deployment = find(objects, "Deployment", "modelhost-iris-onnx")
+    env = {e["name"]: e.get("value") for e in server_container(deployment)["env"]}
+    assert env["MODELHOST_MODELS"] == "iris-onnx"
+    hpa = find(objects, "HorizontalPodAutoscaler", "modelhost-iris-onnx")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "modelhost-iris-onnx"
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector["modelhost.dev/deployment"] == "iris-onnx"
+    assert find(objects, "Service", "modelhost-iris-onnx")["spec"]["selector"] == selector
+
+
+def test_aws_overlay(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    objects = rendered["aws"]
+    ingress = find(objects, "Ingress")
+    annotations = ingress["metadata"]["annotations"]
+    assert ingress["spec"]["ingressClassName"] == "alb"
+    assert annotations["alb.ingress.kubernetes.io/healthcheck-path"] == "/v2/health/ready"
+    assert annotations["alb.ingress.kubernetes.io/target-type"] == "ip"
+    assert find(objects, "StorageClass")["parameters"]["type"] == "gp3"
+    deployment = find(objects, "Deployment")
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    claim = volumes["artifact-cache"]["ephemeral"]["volumeClaimTemplate"]["spec"]
+    assert claim["storageClassName"] == find(objects, "StorageClass")["metadata"]["name"]
+    scaled = find(objects, "ScaledObject")
+    triggers = {t["type"]: t for t in scaled["spec"]["triggers"]}
+    query = triggers["prometheus"]["metadata"]["query"]
+    assert "modelhost_queue_wait_seconds_sum" in query
+    assert "modelhost_requests_waiting_for_load" in query
+    assert triggers["cpu"]["metadata"]["value"] == "70"
+
+
+def test_prometheus_rule_is_generated_from_the_one_rules_file() -> None:
+    generator = runpy.run_path(str(MONITORING / "make_prometheusrule.py"))
+    committed = (MONITORING / "prometheusrule.yaml").read_text()
+    assert committed == generator["render"](), (
+        "deploy/monitoring/prometheusrule.yaml is stale: "
+        "run .venv/bin/python deploy/monitoring/make_prometheusrule.py"
+    )
+    rules = yaml.safe_load((MONITORING / "prometheus-rules.yaml").read_text())
+    rendered_rule = find(render(OVERLAYS["base"]), "PrometheusRule")
+    assert rendered_rule["spec"]["groups"] == rules["groups"]

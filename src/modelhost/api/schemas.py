@@ -21,6 +21,12 @@ class VersionPublic(BaseModel):
     files: dict[str, dict[str, Any]]
     created_at: datetime
     pinned: bool
+    memory_bytes: int | None = Field(
+        default=None, description="Footprint measured at its last load in this process."
+    )
+    last_used_at: datetime | None = Field(
+        default=None, description="The last request that used it in this process."
+    )
 
 
 class ModelPublic(BaseModel):
@@ -77,6 +83,14 @@ class KeyPublic(BaseModel):
 
 class KeyCreated(KeyPublic):
     key: str = Field(description="The whole key. It is shown this once and never again.")
+
+
+class MePublic(BaseModel):
+    name: str
+    role: str
+    user_id: int | None
+    key_id: str | None
+    allowed_models: list[str] | None = Field(description="None: every model.")
 
 
 class UsagePublic(BaseModel):

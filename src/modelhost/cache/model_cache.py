@@ -195,6 +195,10 @@ class ModelCache:
     def entry(self, name: str, version: int) -> ModelEntry | None:
         return self._entries.get((name, version))
 
+    def seconds_since_use(self, entry: ModelEntry) -> float | None:
+        """How long ago a request last used ``entry`` (None: never, since this process began)."""
+        return self._clock() - entry.last_used if entry.last_used else None
+
     def unload_idle(self, idle_seconds: float) -> int:
         """Unload models nobody has used for ``idle_seconds``; returns how many."""
         now = self._clock()

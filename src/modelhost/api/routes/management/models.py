@@ -3,12 +3,15 @@ delete)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import APIRouter
 
 from modelhost.api.deps import AdminDep, PrincipalDep, ServicesDep
 from modelhost.api.schemas import AliasUpdate, ModelPublic, VersionCreate, VersionPublic
 from modelhost.cache.entry import ModelState
 from modelhost.db.catalog import VersionRow
+from modelhost.db.timestamps import utcnow
 from modelhost.services import Services
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -16,6 +19,7 @@ router = APIRouter(prefix="/models", tags=["models"])
 
 def _version(services: Services, row: VersionRow) -> VersionPublic:
     entry = services.cache.entry(row.name, row.version)
+    idle = services.cache.seconds_since_use(entry) if entry else None
     return VersionPublic(
         version=row.version,
         runtime=row.runtime,
@@ -25,6 +29,8 @@ def _version(services: Services, row: VersionRow) -> VersionPublic:
         files=row.files,
         created_at=row.created_at,
         pinned=bool(row.manifest.get("pinned")),
+        memory_bytes=(entry.footprint or entry.known_size) if entry else None,
+        last_used_at=utcnow() - timedelta(seconds=idle) if idle is not None else None,
     )
 
 

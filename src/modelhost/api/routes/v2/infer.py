@@ -12,6 +12,9 @@ from modelhost.api.metering import RequestMeter
 from modelhost.api.requests import header_int, read_body, request_timeout, services_of
 from modelhost.errors import ModelhostError
 
+# How many requests ran in the same model call as this one (the console shows it).
+BATCH_SIZE_HEADER = "x-batch-size"
+
 
 async def infer(request: Request) -> Response:
     services = services_of(request)
@@ -37,6 +40,7 @@ async def infer(request: Request) -> Response:
         content, headers = encode_response(
             outcome.response, inference_request.outputs, binary_default
         )
+        headers[BATCH_SIZE_HEADER] = str(outcome.batch_size)
         meter.status, meter.bytes_out = 200, len(content)
         return Response(content, headers=headers)
     except ModelhostError as exc:

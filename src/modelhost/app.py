@@ -20,13 +20,17 @@ from modelhost import __version__
 from modelhost.api.errors import EXCEPTION_HANDLERS
 from modelhost.api.middleware import RequestContextMiddleware
 from modelhost.api.routes import metrics, openai
-from modelhost.api.routes.management import cache
+from modelhost.api.routes.management import cache, stats
+from modelhost.api.routes.management import me as me_routes
 from modelhost.api.routes.management import models as catalog_routes
 from modelhost.api.routes.management import usage as usage_routes
 from modelhost.api.routes.management import users as user_routes
 from modelhost.api.routes.v2 import health, infer, repository
 from modelhost.api.routes.v2 import models as v2_models
 from modelhost.auth.middleware import PUBLIC_PATHS, AuthMiddleware
+from modelhost.console.assets import ConsoleAssets
+from modelhost.console.routes import PREFIX as CONSOLE
+from modelhost.console.routes import console_routes
 from modelhost.services import Services, build_services
 from modelhost.settings import Settings
 
@@ -42,6 +46,7 @@ def management_api(services: Services) -> FastAPI:
     api.include_router(catalog_routes.router)
     api.include_router(user_routes.router)
     api.include_router(usage_routes.router)
+    api.include_router(me_routes.router)
     api.state.services = services
     return api
 
@@ -57,7 +62,7 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             await services.stop()
 
-    public = PUBLIC_PATHS | ({"/metrics"} if settings.metrics_public else set())
+    public = PUBLIC_PATHS | {CONSOLE} | ({"/metrics"} if settings.metrics_public else set())
     app = Starlette(
         routes=[
             *infer.routes,
@@ -67,13 +72,21 @@ def create_app(settings: Settings) -> Starlette:
             *openai.routes,
             *metrics.routes,
             *cache.routes,
+            *stats.routes,
             Mount("/api/v1", app=management_api(services)),
+            *console_routes(ConsoleAssets.load()),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
             # Outermost first: every request gets its id and log line, even a refused one.
             Middleware(RequestContextMiddleware, services=services),
-            Middleware(AuthMiddleware, authenticator=services.authenticator, public_paths=public),
+            Middleware(
+                AuthMiddleware,
+                authenticator=services.authenticator,
+                public_paths=public,
+                # The console's page and assets hold no data; it calls the API with a key.
+                public_prefixes=(CONSOLE + "/",),
+            ),
         ],
         lifespan=lifespan,
     )

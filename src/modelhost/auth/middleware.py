@@ -17,14 +17,23 @@ class AuthMiddleware:
     """Puts the caller's Principal in ``request.state.principal`` or answers 401 itself."""
 
     def __init__(
-        self, app: ASGIApp, authenticator: Authenticator | None, public_paths: frozenset[str]
+        self,
+        app: ASGIApp,
+        authenticator: Authenticator | None,
+        public_paths: frozenset[str],
+        public_prefixes: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.authenticator = authenticator  # None: auth disabled, everyone is an anonymous admin
         self.public_paths = public_paths
+        self.public_prefixes = public_prefixes  # static files that hold no data (the console)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.public_paths:
+        if (
+            scope["type"] != "http"
+            or scope["path"] in self.public_paths
+            or scope["path"].startswith(self.public_prefixes)
+        ):
             await self.app(scope, receive, send)
             return
         if self.authenticator is None:

@@ -22,6 +22,7 @@ from modelhost.cache.model_cache import ModelCache
 from modelhost.catalog.model_catalog import ModelCatalog
 from modelhost.inference.batching import ModelScheduler
 from modelhost.observability.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, LOAD_BUCKETS, Metrics
+from modelhost.registry.catalog import ModelCatalog
 
 Key = tuple[str, str]  # (model, version) as the metrics label them
 
@@ -75,6 +76,10 @@ def _histograms(metric: Histogram, bounds: tuple[float, ...], **only: str) -> di
     return found
 
 
+def _order(key: Key) -> tuple[str, int]:
+    return key[0], int(key[1]) if key[1].isdigit() else 0
+
+
 def model_stats(
     metrics: Metrics,
     catalog: ModelCatalog,
@@ -101,7 +106,7 @@ def model_stats(
     }
 
     models = []
-    for key in sorted(known | set(entries) | set(requests) | set(loads)):
+    for key in sorted(known | set(entries) | set(requests) | set(loads), key=_order):
         if not key[1]:
             continue  # requests for names that resolved to no model
         entry = entries.get(key)

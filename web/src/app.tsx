@@ -40,8 +40,14 @@ export function App() {
       .finally(() => setChecking(false));
   }, []);
 
-  // Move focus to the page's heading when the page changes, for keyboard and screen reader users.
+  // Move focus to the page's heading when the page changes (not on the first one), for keyboard
+  // and screen reader users.
+  const firstPage = useRef(true);
   useEffect(() => {
+    if (firstPage.current) {
+      firstPage.current = false;
+      return;
+    }
     main.current?.querySelector("h1")?.focus();
   }, [route.page, me === null]);
 

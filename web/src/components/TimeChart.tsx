@@ -39,7 +39,7 @@ export function TimeChart({
   const x = (t: number) => pad.left + ((t - t0) / span) * (width - pad.left - pad.right);
   const y = (v: number) => height - pad.bottom - (v / top) * (height - pad.top - pad.bottom);
   const barWidth = Math.max(2, (width - pad.left - pad.right) / Math.max(points.length, 1) - 2);
-  const summary = `${title}: ${points.length} points from ${new Date(t0).toLocaleString()} to ${new Date(t1).toLocaleString()}, highest ${format(top)}`;
+  const summary = `${title}: ${points.length} point${points.length === 1 ? "" : "s"} from ${new Date(t0).toLocaleString()} to ${new Date(t1).toLocaleString()}, highest ${format(top)}`;
   return (
     <figure class="chart">
       <figcaption>{title}</figcaption>

@@ -42,6 +42,7 @@ export function SignIn({ onSignIn, reason }: { onSignIn: (key: string) => Promis
           name="api-key"
           type="password"
           autoComplete="off"
+          autoFocus
           spellcheck={false}
           value={key}
           aria-invalid={error ? true : undefined}

@@ -120,7 +120,7 @@ export function UsagePage() {
           <label for="usage-until">To</label>
           <input id="usage-until" type="datetime-local" step={1} value={draft.until} onInput={(e) => setDraft({ ...draft, until: e.currentTarget.value })} />
         </div>
-        <button type="submit">Show</button>
+        <button type="submit">Apply filters</button>
         <button type="button" class="quiet" onClick={() => (setCursors([null]), setFilters({ ...filters }))}>
           Refresh
         </button>

@@ -67,7 +67,7 @@ export function TrafficTable({
                   <StateBadge state={m.state} reason={m.reason} />
                   <ErrorNote error={errors[key]} />
                 </td>
-                <td>{m.footprint_bytes ? formatBytes(m.footprint_bytes) : "—"}</td>
+                <td>{resident ? formatBytes(m.footprint_bytes) : "—"}</td>
                 <td>{t.requestsPerSecond === null ? "—" : t.requestsPerSecond.toFixed(1)}</td>
                 <td title={t.windowed ? "over the window" : "since start"}>{formatMs(t.p50Ms)}</td>
                 <td title={t.windowed ? "over the window" : "since start"}>{formatMs(t.p99Ms)}</td>

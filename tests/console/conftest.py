@@ -64,7 +64,7 @@ class Console:
         return f"{self.server.url}/console"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     root = tmp_path_factory.mktemp("console")
     build_demo_models(root / "models")
@@ -79,13 +79,15 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
         yield Console(server, root / "models", database_url, admin_key, screenshots)
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API runs an event loop on this thread while it is open, and
+# tests elsewhere call asyncio.run(), which refuses to start inside one.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     # Debian's Chromium; `playwright install` (a download) is never needed.
     chromium = playwright.chromium.launch(

@@ -22,7 +22,6 @@ from modelhost.cache.model_cache import ModelCache
 from modelhost.catalog.model_catalog import ModelCatalog
 from modelhost.inference.batching import ModelScheduler
 from modelhost.observability.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, LOAD_BUCKETS, Metrics
-from modelhost.registry.catalog import ModelCatalog
 
 Key = tuple[str, str]  # (model, version) as the metrics label them
 

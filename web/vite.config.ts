@@ -11,7 +11,15 @@ const outDir = join(here, "..", "src", "modelhost", "console", "static");
 
 // The files whose content makes the build; tests/console recomputes this hash to catch a
 // source change that was committed without rebuilding.
-const SOURCES = ["index.html", "package.json", "package-lock.json", "tsconfig.json", "vite.config.ts", "src"];
+const SOURCES = [
+  ".prettierrc.json",
+  "index.html",
+  "package.json",
+  "package-lock.json",
+  "tsconfig.json",
+  "vite.config.ts",
+  "src",
+];
 
 function listFiles(path: string): string[] {
   if (!statSync(path).isDirectory()) return [path];

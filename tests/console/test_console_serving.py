@@ -15,7 +15,14 @@ from modelhost.console.assets import STATIC_DIR
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "web"
 # What web/vite.config.ts hashes into static/source-sha256.txt when it builds.
-SOURCES = ["index.html", "package.json", "package-lock.json", "tsconfig.json", "vite.config.ts"]
+SOURCES = [
+    ".prettierrc.json",
+    "index.html",
+    "package.json",
+    "package-lock.json",
+    "tsconfig.json",
+    "vite.config.ts",
+]
 IRIS = {
     "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]
 }

@@ -44,7 +44,13 @@ export function TimeChart({
     <figure class="chart">
       <figcaption>{title}</figcaption>
       <svg viewBox={`0 0 ${width} ${height}`} role="img" aria-label={summary} preserveAspectRatio="none">
-        <line class="axis" x1={pad.left} y1={height - pad.bottom} x2={width - pad.right} y2={height - pad.bottom} />
+        <line
+          class="axis"
+          x1={pad.left}
+          y1={height - pad.bottom}
+          x2={width - pad.right}
+          y2={height - pad.bottom}
+        />
         <line class="axis" x1={pad.left} y1={pad.top} x2={pad.left} y2={height - pad.bottom} />
         <text class="tick" x={pad.left - 4} y={pad.top + 8} text-anchor="end">
           {format(top)}
@@ -63,7 +69,10 @@ export function TimeChart({
             <rect
               key={i}
               class="bar"
-              x={Math.min(x(p.time) - barWidth / 2 + (points.length === 1 ? barWidth / 2 : 0), width - pad.right - barWidth)}
+              x={Math.min(
+                x(p.time) - barWidth / 2 + (points.length === 1 ? barWidth / 2 : 0),
+                width - pad.right - barWidth,
+              )}
               y={y(p.value)}
               width={barWidth}
               height={height - pad.bottom - y(p.value)}

@@ -30,8 +30,9 @@ const STATE_WORDS: Record<string, string> = {
 
 /** A model version's state; unavailable with a failure shows why. */
 export function StateBadge({ state, reason }: { state: string; reason?: string }) {
-  const failed = state === "UNAVAILABLE" && reason && reason !== "not loaded" && !reason.startsWith("unloaded");
-  const word = failed ? "unavailable" : STATE_WORDS[state] ?? state.toLowerCase();
+  const failed =
+    state === "UNAVAILABLE" && reason && reason !== "not loaded" && !reason.startsWith("unloaded");
+  const word = failed ? "unavailable" : (STATE_WORDS[state] ?? state.toLowerCase());
   return (
     <span class={`badge badge-${failed ? "failed" : word}`} data-state={state} title={reason}>
       {word}
@@ -77,5 +78,20 @@ export function Scroll({ children, label }: { children: ComponentChildren; label
     <div class="scroll" role="region" aria-label={label} tabIndex={0}>
       {children}
     </div>
+  );
+}
+
+/** A table's header row; a column named "" gets a label only screen readers read. */
+export function TableHead({ columns, hidden = "Actions" }: { columns: string[]; hidden?: string }) {
+  return (
+    <thead>
+      <tr>
+        {columns.map((column) => (
+          <th scope="col" key={column}>
+            {column || <span class="visually-hidden">{hidden}</span>}
+          </th>
+        ))}
+      </tr>
+    </thead>
   );
 }

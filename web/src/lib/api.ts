@@ -98,10 +98,8 @@ export async function call<T>(
 
 export const get = <T>(path: string, signal?: AbortSignal) =>
   call<T>("GET", path, { signal }).then((a) => a.body);
-export const post = <T>(path: string, body?: unknown) =>
-  call<T>("POST", path, { body }).then((a) => a.body);
-export const put = <T>(path: string, body?: unknown) =>
-  call<T>("PUT", path, { body }).then((a) => a.body);
+export const post = <T>(path: string, body?: unknown) => call<T>("POST", path, { body }).then((a) => a.body);
+export const put = <T>(path: string, body?: unknown) => call<T>("PUT", path, { body }).then((a) => a.body);
 export const patch = <T>(path: string, body?: unknown) =>
   call<T>("PATCH", path, { body }).then((a) => a.body);
 export const del = <T>(path: string) => call<T>("DELETE", path).then((a) => a.body);

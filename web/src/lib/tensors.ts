@@ -123,7 +123,10 @@ export function parseNumeric(text: string, spec: TensorSpec): Parsed {
 
 /** Texts for a BYTES input, one per line. */
 export function parseTexts(text: string, spec: TensorSpec): Parsed {
-  const items = text.split("\n").map((line) => line.trim()).filter(Boolean);
+  const items = text
+    .split("\n")
+    .map((line) => line.trim())
+    .filter(Boolean);
   if (items.length === 0) return { ok: false, error: "enter at least one line of text" };
   const shape = spec.shape.length === 2 && spec.shape[1] === 1 ? [items.length, 1] : [items.length];
   const mismatch = shapeError(shape, spec.shape);

@@ -1,7 +1,7 @@
 // Aliases: move one to another version. The server loads the version first and flips the alias
 // once it is ready (the same safe swap the CLI's `models alias` uses); refusals show here.
 import { useState } from "preact/hooks";
-import { ErrorNote, Notice, Scroll } from "../components/common";
+import { ErrorNote, Notice, Scroll, TableHead } from "../components/common";
 import { describe, enc, put } from "../lib/api";
 import type { ModelInfo } from "../lib/types";
 
@@ -36,20 +36,16 @@ export function AliasesPanel({ models, onChange }: { models: ModelInfo[]; onChan
     }
   };
 
-  const rows = models.flatMap((m) => Object.entries(m.aliases).map(([a, v]) => ({ model: m.name, alias: a, version: v })));
+  const rows = models.flatMap((m) =>
+    Object.entries(m.aliases).map(([a, v]) => ({ model: m.name, alias: a, version: v })),
+  );
   return (
     <section aria-labelledby="aliases-heading">
       <h2 id="aliases-heading">Aliases</h2>
       {rows.length ? (
         <Scroll label="Aliases">
           <table class="compact" data-testid="aliases-table">
-            <thead>
-              <tr>
-                <th scope="col">Model</th>
-                <th scope="col">Alias</th>
-                <th scope="col">Version</th>
-              </tr>
-            </thead>
+            <TableHead columns={["Model", "Alias", "Version"]} />
             <tbody>
               {rows.map((r) => (
                 <tr key={`${r.model}:${r.alias}`}>
@@ -67,7 +63,11 @@ export function AliasesPanel({ models, onChange }: { models: ModelInfo[]; onChan
       <form class="inline-form" onSubmit={move} aria-label="Move an alias">
         <div class="field-inline">
           <label for="alias-model">Model</label>
-          <select id="alias-model" value={model} onChange={(e) => (setModel(e.currentTarget.value), setVersion(""))}>
+          <select
+            id="alias-model"
+            value={model}
+            onChange={(e) => (setModel(e.currentTarget.value), setVersion(""))}
+          >
             <option value="">choose…</option>
             {models.map((m) => (
               <option key={m.name} value={m.name}>
@@ -78,7 +78,12 @@ export function AliasesPanel({ models, onChange }: { models: ModelInfo[]; onChan
         </div>
         <div class="field-inline">
           <label for="alias-name">Alias</label>
-          <input id="alias-name" list="alias-names" value={alias} onInput={(e) => setAlias(e.currentTarget.value)} />
+          <input
+            id="alias-name"
+            list="alias-names"
+            value={alias}
+            onInput={(e) => setAlias(e.currentTarget.value)}
+          />
           <datalist id="alias-names">
             {Object.keys(chosen?.aliases ?? {}).map((a) => (
               <option key={a} value={a} />
@@ -87,7 +92,12 @@ export function AliasesPanel({ models, onChange }: { models: ModelInfo[]; onChan
         </div>
         <div class="field-inline">
           <label for="alias-version">Version</label>
-          <select id="alias-version" value={version} onChange={(e) => setVersion(e.currentTarget.value)} disabled={!chosen}>
+          <select
+            id="alias-version"
+            value={version}
+            onChange={(e) => setVersion(e.currentTarget.value)}
+            disabled={!chosen}
+          >
             <option value="">choose…</option>
             {(chosen?.versions ?? []).map((v) => (
               <option key={v.version} value={String(v.version)}>

@@ -20,8 +20,10 @@ export function BudgetBar({ cache }: { cache: CacheState }) {
     kind: "model",
     colour: PALETTE[i % PALETTE.length],
   }));
-  if (cache.freeing_bytes > 0) segments.push({ label: "being freed", bytes: cache.freeing_bytes, kind: "freeing" });
-  if (cache.reserved_bytes > 0) segments.push({ label: "reserved for loads", bytes: cache.reserved_bytes, kind: "reserved" });
+  if (cache.freeing_bytes > 0)
+    segments.push({ label: "being freed", bytes: cache.freeing_bytes, kind: "freeing" });
+  if (cache.reserved_bytes > 0)
+    segments.push({ label: "reserved for loads", bytes: cache.reserved_bytes, kind: "reserved" });
   const taken = cache.used_bytes + cache.freeing_bytes + cache.reserved_bytes;
   const free = Math.max(0, cache.budget_bytes - taken);
   const scale = Math.max(cache.budget_bytes, taken) || 1;
@@ -54,7 +56,11 @@ export function BudgetBar({ cache }: { cache: CacheState }) {
       <ul class="legend">
         {segments.map((s) => (
           <li key={s.label} data-kind={s.kind}>
-            <span class={`swatch segment-${s.kind}`} style={s.colour ? { backgroundColor: s.colour } : undefined} aria-hidden="true" />
+            <span
+              class={`swatch segment-${s.kind}`}
+              style={s.colour ? { backgroundColor: s.colour } : undefined}
+              aria-hidden="true"
+            />
             {s.label}: {formatBytes(s.bytes)} ({percent(s.bytes).toFixed(1)}%)
           </li>
         ))}

@@ -1,6 +1,6 @@
 // Each model version's state, memory and traffic, with load and unload buttons.
 import { useState } from "preact/hooks";
-import { ErrorNote, Scroll, StateBadge } from "../components/common";
+import { ErrorNote, Scroll, StateBadge, TableHead } from "../components/common";
 import { describe, enc, post } from "../lib/api";
 import { formatBytes, formatMs, formatSeconds } from "../lib/format";
 import { errorRequests, totalRequests, traffic } from "../lib/stats";
@@ -24,7 +24,10 @@ export function TrafficTable({
     try {
       await post(`/v2/repository/models/${enc(name)}/${action}`, { parameters: { version } });
     } catch (e) {
-      setErrors((current) => ({ ...current, [key]: `${action === "load" ? "Load" : "Unload"} failed. ${describe(e)}` }));
+      setErrors((current) => ({
+        ...current,
+        [key]: `${action === "load" ? "Load" : "Unload"} failed. ${describe(e)}`,
+      }));
     } finally {
       setBusy((current) => ({ ...current, [key]: "" }));
       onChange();
@@ -37,21 +40,21 @@ export function TrafficTable({
         <caption>
           Per model version{windowSeconds ? `; rates and latency over the last ${windowSeconds} s` : ""}
         </caption>
-        <thead>
-          <tr>
-            <th scope="col">Model</th>
-            <th scope="col">State</th>
-            <th scope="col">Memory</th>
-            <th scope="col">Requests/s</th>
-            <th scope="col">p50</th>
-            <th scope="col">p99</th>
-            <th scope="col">Queue</th>
-            <th scope="col">Batch (mean)</th>
-            <th scope="col">Requests (5xx)</th>
-            <th scope="col">Last load</th>
-            <th scope="col">Action</th>
-          </tr>
-        </thead>
+        <TableHead
+          columns={[
+            "Model",
+            "State",
+            "Memory",
+            "Requests/s",
+            "p50",
+            "p99",
+            "Queue",
+            "Batch (mean)",
+            "Requests (5xx)",
+            "Last load",
+            "Action",
+          ]}
+        />
         <tbody>
           {now.models.map((m) => {
             const key = `${m.name}/${m.version}`;
@@ -77,7 +80,11 @@ export function TrafficTable({
                   {totalRequests(m)} ({errorRequests(m)})
                 </td>
                 <td>
-                  {m.last_load ? formatSeconds(m.last_load.seconds) : m.loads.count ? `${formatSeconds(m.loads.sum / m.loads.count)} mean` : "—"}
+                  {m.last_load
+                    ? formatSeconds(m.last_load.seconds)
+                    : m.loads.count
+                      ? `${formatSeconds(m.loads.sum / m.loads.count)} mean`
+                      : "—"}
                 </td>
                 <td>
                   <button
@@ -87,7 +94,13 @@ export function TrafficTable({
                     onClick={() => act(m.name, m.version, action)}
                     aria-label={`${action === "unload" ? "Unload" : "Load"} ${m.name} version ${m.version}`}
                   >
-                    {busy[key] ? (busy[key] === "load" ? "Loading…" : "Unloading…") : action === "unload" ? "Unload" : "Load"}
+                    {busy[key]
+                      ? busy[key] === "load"
+                        ? "Loading…"
+                        : "Unloading…"
+                      : action === "unload"
+                        ? "Unload"
+                        : "Load"}
                   </button>
                 </td>
               </tr>

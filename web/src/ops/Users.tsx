@@ -1,7 +1,7 @@
 // Users and their API keys: create, disable or enable, issue keys (shown once), revoke.
 import { Fragment } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import { CopyButton, ErrorNote, Scroll } from "../components/common";
+import { CopyButton, ErrorNote, Scroll, TableHead } from "../components/common";
 import { del, describe, enc, get, patch, post } from "../lib/api";
 import { formatTime } from "../lib/format";
 import type { ApiKey, KeyCreated, User } from "../lib/types";
@@ -49,7 +49,13 @@ export function UsersPanel({ models }: { models: string[] }) {
       <form class="inline-form" onSubmit={create} aria-label="Create a user">
         <div class="field-inline">
           <label for="new-user-name">New user's name</label>
-          <input id="new-user-name" value={name} autoComplete="off" onInput={(e) => setName(e.currentTarget.value)} aria-describedby="create-user-error" />
+          <input
+            id="new-user-name"
+            value={name}
+            autoComplete="off"
+            onInput={(e) => setName(e.currentTarget.value)}
+            aria-describedby="create-user-error"
+          />
         </div>
         <div class="field-inline">
           <label for="new-user-role">Role</label>
@@ -65,15 +71,7 @@ export function UsersPanel({ models }: { models: string[] }) {
       {users ? (
         <Scroll label="Users">
           <table data-testid="users-table">
-            <thead>
-              <tr>
-                <th scope="col">User</th>
-                <th scope="col">Role</th>
-                <th scope="col">State</th>
-                <th scope="col">Created</th>
-                <th scope="col">Actions</th>
-              </tr>
-            </thead>
+            <TableHead columns={["User", "Role", "State", "Created", "Actions"]} />
             <tbody>
               {users.map((user) => (
                 <Fragment key={user.name}>
@@ -91,7 +89,12 @@ export function UsersPanel({ models }: { models: string[] }) {
                       >
                         Keys
                       </button>
-                      <button type="button" class={user.disabled ? undefined : "danger"} onClick={() => toggle(user)} aria-label={`${user.disabled ? "Enable" : "Disable"} ${user.name}`}>
+                      <button
+                        type="button"
+                        class={user.disabled ? undefined : "danger"}
+                        onClick={() => toggle(user)}
+                        aria-label={`${user.disabled ? "Enable" : "Disable"} ${user.name}`}
+                      >
                         {user.disabled ? "Enable" : "Disable"}
                       </button>
                       <ErrorNote error={rowErrors[user.name]} />
@@ -184,7 +187,8 @@ function KeysPanel({ user, models }: { user: string; models: string[] }) {
             <strong>New key for {user}.</strong> It is shown this once: copy it now.
           </p>
           <p>
-            <code data-testid="new-key-value">{created.key}</code> <CopyButton text={created.key} label="Copy key" />
+            <code data-testid="new-key-value">{created.key}</code>{" "}
+            <CopyButton text={created.key} label="Copy key" />
           </p>
           <button type="button" class="quiet" onClick={() => setCreated(null)}>
             I have saved it
@@ -213,11 +217,23 @@ function KeysPanel({ user, models }: { user: string; models: string[] }) {
         </div>
         <div class="field-inline">
           <label for={id("days")}>Expires in days (optional)</label>
-          <input id={id("days")} inputMode="decimal" value={days} onInput={(e) => setDays(e.currentTarget.value)} size={6} />
+          <input
+            id={id("days")}
+            inputMode="decimal"
+            value={days}
+            onInput={(e) => setDays(e.currentTarget.value)}
+            size={6}
+          />
         </div>
         <div class="field-inline">
           <label for={id("rpm")}>Requests per minute (optional)</label>
-          <input id={id("rpm")} inputMode="numeric" value={perMinute} onInput={(e) => setPerMinute(e.currentTarget.value)} size={6} />
+          <input
+            id={id("rpm")}
+            inputMode="numeric"
+            value={perMinute}
+            onInput={(e) => setPerMinute(e.currentTarget.value)}
+            size={6}
+          />
         </div>
         <button type="submit">Create key</button>
         <ErrorNote error={createError} />
@@ -225,16 +241,7 @@ function KeysPanel({ user, models }: { user: string; models: string[] }) {
       <ErrorNote error={error} />
       {keys ? (
         <table class="compact" data-testid={`keys-${user}`}>
-          <thead>
-            <tr>
-              <th scope="col">Key id</th>
-              <th scope="col">Name</th>
-              <th scope="col">Models</th>
-              <th scope="col">Expires</th>
-              <th scope="col">State</th>
-              <th scope="col">Action</th>
-            </tr>
-          </thead>
+          <TableHead columns={["Key id", "Name", "Models", "Expires", "State", "Action"]} />
           <tbody>
             {keys.map((key) => (
               <tr key={key.key_id} data-key={key.key_id}>
@@ -256,7 +263,12 @@ function KeysPanel({ user, models }: { user: string; models: string[] }) {
                       </button>
                     </>
                   ) : (
-                    <button type="button" class="danger" onClick={() => setConfirming(key.key_id)} aria-label={`Revoke key ${key.key_id}`}>
+                    <button
+                      type="button"
+                      class="danger"
+                      onClick={() => setConfirming(key.key_id)}
+                      aria-label={`Revoke key ${key.key_id}`}
+                    >
                       Revoke
                     </button>
                   )}

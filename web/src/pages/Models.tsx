@@ -1,5 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
-import { Busy, ErrorNote, Scroll, StateBadge } from "../components/common";
+import { Busy, ErrorNote, Scroll, StateBadge, TableHead } from "../components/common";
 import { describe, get } from "../lib/api";
 import { formatAgo, formatBytes } from "../lib/format";
 import { href } from "../lib/route";
@@ -38,7 +38,12 @@ export function ModelsPage() {
       <h1 tabIndex={-1}>Models</h1>
       <div class="toolbar">
         <label for="model-search">Search by name</label>
-        <input id="model-search" type="search" value={search} onInput={(e) => setSearch(e.currentTarget.value)} />
+        <input
+          id="model-search"
+          type="search"
+          value={search}
+          onInput={(e) => setSearch(e.currentTarget.value)}
+        />
       </div>
       <ErrorNote error={error} />
       {models === null && !error ? <Busy label="Loading models…" /> : null}
@@ -46,18 +51,18 @@ export function ModelsPage() {
         <Scroll label="Models">
           <table data-testid="models-table">
             <caption class="visually-hidden">Every model version, its state and memory</caption>
-            <thead>
-              <tr>
-                <th scope="col">Model</th>
-                <th scope="col">Version</th>
-                <th scope="col">State</th>
-                <th scope="col">Aliases</th>
-                <th scope="col">Runtime</th>
-                <th scope="col">Memory (measured)</th>
-                <th scope="col">Last used</th>
-                <th scope="col"><span class="visually-hidden">Actions</span></th>
-              </tr>
-            </thead>
+            <TableHead
+              columns={[
+                "Model",
+                "Version",
+                "State",
+                "Aliases",
+                "Runtime",
+                "Memory (measured)",
+                "Last used",
+                "",
+              ]}
+            />
             <tbody>
               {shown.flatMap((model) =>
                 model.versions.map((v) => {
@@ -76,7 +81,10 @@ export function ModelsPage() {
                       <td>{v.memory_bytes ? formatBytes(v.memory_bytes) : "not measured yet"}</td>
                       <td>{v.last_used_at ? formatAgo(v.last_used_at) : "not since start"}</td>
                       <td>
-                        <a href={href("try", `${model.name}/${v.version}`)} aria-label={`Try it: ${model.name} version ${v.version}`}>
+                        <a
+                          href={href("try", `${model.name}/${v.version}`)}
+                          aria-label={`Try it: ${model.name} version ${v.version}`}
+                        >
                           Try it
                         </a>
                       </td>

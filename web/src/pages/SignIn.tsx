@@ -2,7 +2,13 @@ import { useState } from "preact/hooks";
 import { ErrorNote } from "../components/common";
 import { ApiError, describe } from "../lib/api";
 
-export function SignIn({ onSignIn, reason }: { onSignIn: (key: string) => Promise<void>; reason: string | null }) {
+export function SignIn({
+  onSignIn,
+  reason,
+}: {
+  onSignIn: (key: string) => Promise<void>;
+  reason: string | null;
+}) {
   const [key, setKey] = useState("");
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
@@ -31,8 +37,8 @@ export function SignIn({ onSignIn, reason }: { onSignIn: (key: string) => Promis
     <section class="signin">
       <h1 tabIndex={-1}>Sign in to modelhost</h1>
       <p>
-        Paste an API key. It stays in this browser tab only (session storage) and is sent to this
-        server alone, in the Authorization header.
+        Paste an API key. It stays in this browser tab only (session storage) and is sent to this server
+        alone, in the Authorization header.
       </p>
       <ErrorNote error={reason} />
       <form onSubmit={submit} noValidate>

@@ -10,7 +10,8 @@ import { cosineMatrix } from "../lib/similarity";
 import { parseNumeric, parseTexts, shapeText, tableRows, vectors, type Parsed } from "../lib/tensors";
 import type { ModelConfig, ModelInfo, ModelMetadata, TensorSpec, V2Response, V2Tensor } from "../lib/types";
 
-const EXAMPLE_SENTENCES = "A cat sat on the mat.\nA kitten rested on the rug.\nStock markets fell sharply today.";
+const EXAMPLE_SENTENCES =
+  "A cat sat on the mat.\nA kitten rested on the rug.\nStock markets fell sharply today.";
 const MAX_COLUMNS = 12;
 
 interface Result {
@@ -23,8 +24,13 @@ interface Result {
 function placeholder(spec: TensorSpec): string {
   if (spec.datatype === "BYTES") return "one text per line";
   const width = spec.shape.length === 2 && spec.shape[1]! > 0 ? spec.shape[1]! : 3;
-  const row = Array.from({ length: Math.min(width, 8) }, (_, i) => (i + 1) * (spec.datatype.startsWith("FP") ? 0.5 : 1));
-  return spec.shape.length <= 2 ? `e.g. ${row.join(", ")}  (one row per line)` : "a JSON array, e.g. [[[1, 2], [3, 4]]]";
+  const row = Array.from(
+    { length: Math.min(width, 8) },
+    (_, i) => (i + 1) * (spec.datatype.startsWith("FP") ? 0.5 : 1),
+  );
+  return spec.shape.length <= 2
+    ? `e.g. ${row.join(", ")}  (one row per line)`
+    : "a JSON array, e.g. [[[1, 2], [3, 4]]]";
 }
 
 export function TryPage({ model }: { model: string | null }) {
@@ -62,7 +68,11 @@ export function TryPage({ model }: { model: string | null }) {
         setMeta(m);
         setConfig(c);
         const embedding = c.task === "embedding";
-        setValues(Object.fromEntries(m.inputs.map((i) => [i.name, embedding && i.datatype === "BYTES" ? EXAMPLE_SENTENCES : ""])));
+        setValues(
+          Object.fromEntries(
+            m.inputs.map((i) => [i.name, embedding && i.datatype === "BYTES" ? EXAMPLE_SENTENCES : ""]),
+          ),
+        );
       })
       .catch((e: unknown) => setMetaError(describe(e)));
   }, [base]);
@@ -106,8 +116,16 @@ export function TryPage({ model }: { model: string | null }) {
     try {
       const answer = await call<V2Response>("POST", `${base}/infer`, { body: { inputs } });
       const textInput = meta.inputs.find((s) => s.datatype === "BYTES");
-      const texts = textInput && parsed[textInput.name]?.ok ? ((parsed[textInput.name] as { data: unknown[] }).data as string[]) : null;
-      setResult({ response: answer.body, latencyMs: answer.elapsedMs, batchSize: answer.headers.get("x-batch-size"), texts });
+      const texts =
+        textInput && parsed[textInput.name]?.ok
+          ? ((parsed[textInput.name] as { data: unknown[] }).data as string[])
+          : null;
+      setResult({
+        response: answer.body,
+        latencyMs: answer.elapsedMs,
+        batchSize: answer.headers.get("x-batch-size"),
+        texts,
+      });
     } catch (e) {
       setResult(null);
       setSendError(describe(e));
@@ -138,7 +156,12 @@ export function TryPage({ model }: { model: string | null }) {
           ))}
         </select>
         <label for="try-version">Version</label>
-        <select id="try-version" value={version} onChange={(e) => setVersion(e.currentTarget.value)} disabled={!current}>
+        <select
+          id="try-version"
+          value={version}
+          onChange={(e) => setVersion(e.currentTarget.value)}
+          disabled={!current}
+        >
           <option value="">newest</option>
           {Object.keys(current?.aliases ?? {}).map((alias) => (
             <option key={alias} value={alias}>
@@ -159,7 +182,9 @@ export function TryPage({ model }: { model: string | null }) {
           <p class="muted">
             {meta.platform}, version {config.version}
             {config.max_batch_size > 0 ? `, up to ${config.max_batch_size} rows per request` : ""}
-            {embedding ? ": an embedding model. Each line is a sentence; the answer shows how similar they are." : ""}
+            {embedding
+              ? ": an embedding model. Each line is a sentence; the answer shows how similar they are."
+              : ""}
           </p>
           {meta.inputs.map((spec) => {
             const p = parsed[spec.name];
@@ -184,7 +209,12 @@ export function TryPage({ model }: { model: string | null }) {
                   onInput={(e) => setValues({ ...values, [spec.name]: e.currentTarget.value })}
                 />
                 {showProblem ? (
-                  <p class="error" role="alert" id={`input-${spec.name}-check`} data-testid={`check-${spec.name}`}>
+                  <p
+                    class="error"
+                    role="alert"
+                    id={`input-${spec.name}-check`}
+                    data-testid={`check-${spec.name}`}
+                  >
                     {spec.name}: {problem}
                   </p>
                 ) : (
@@ -210,8 +240,13 @@ export function TryPage({ model }: { model: string | null }) {
 function Answer({ result, meta, embedding }: { result: Result; meta: ModelMetadata; embedding: boolean }) {
   const [raw, setRaw] = useState(false);
   const { response } = result;
-  const embeddingOutput = embedding ? response.outputs.find((o) => o.name === meta.outputs[0]?.name) : undefined;
-  const matrix = useMemo(() => (embeddingOutput ? cosineMatrix(vectors(embeddingOutput)) : null), [embeddingOutput]);
+  const embeddingOutput = embedding
+    ? response.outputs.find((o) => o.name === meta.outputs[0]?.name)
+    : undefined;
+  const matrix = useMemo(
+    () => (embeddingOutput ? cosineMatrix(vectors(embeddingOutput)) : null),
+    [embeddingOutput],
+  );
   return (
     <section class="answer" aria-labelledby="answer-heading" data-testid="answer">
       <h2 id="answer-heading">Answer</h2>
@@ -220,7 +255,9 @@ function Answer({ result, meta, embedding }: { result: Result; meta: ModelMetada
         <dd data-testid="latency">{formatMs(result.latencyMs)} (round trip from this browser)</dd>
         <dt>Batch</dt>
         <dd data-testid="batch-size">
-          {result.batchSize ? `ran in a batch of ${result.batchSize} request${result.batchSize === "1" ? "" : "s"}` : "not reported"}
+          {result.batchSize
+            ? `ran in a batch of ${result.batchSize} request${result.batchSize === "1" ? "" : "s"}`
+            : "not reported"}
         </dd>
         <dt>Served by</dt>
         <dd>
@@ -231,7 +268,13 @@ function Answer({ result, meta, embedding }: { result: Result; meta: ModelMetada
       {response.outputs.map((output) => (
         <OutputTable key={output.name} output={output} />
       ))}
-      <button type="button" class="link" aria-expanded={raw} aria-controls="raw-json" onClick={() => setRaw(!raw)}>
+      <button
+        type="button"
+        class="link"
+        aria-expanded={raw}
+        aria-controls="raw-json"
+        onClick={() => setRaw(!raw)}
+      >
         {raw ? "Hide" : "Show"} raw JSON
       </button>
       {raw ? (
@@ -252,8 +295,16 @@ function OutputTable({ output }: { output: V2Tensor }) {
     <Scroll label={`Output ${output.name}`}>
       <table class="output" data-output={output.name}>
         <caption>
-          {output.name} <span class="muted">({output.datatype}, shape {shapeText(output.shape)})</span>
-          {width > shown ? <span class="muted"> — first {shown} of {width} columns; all of them in the raw JSON</span> : null}
+          {output.name}{" "}
+          <span class="muted">
+            ({output.datatype}, shape {shapeText(output.shape)})
+          </span>
+          {width > shown ? (
+            <span class="muted">
+              {" "}
+              — first {shown} of {width} columns; all of them in the raw JSON
+            </span>
+          ) : null}
         </caption>
         <thead>
           <tr>

@@ -1,6 +1,6 @@
 // My usage: the signed-in key's user's requests, paged and filtered, with charts over time.
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { Busy, ErrorNote, Scroll } from "../components/common";
+import { Busy, ErrorNote, Scroll, TableHead } from "../components/common";
 import { TimeChart, type Point } from "../components/TimeChart";
 import { describe, get } from "../lib/api";
 import { formatBytes, formatMs, formatTime } from "../lib/format";
@@ -103,7 +103,11 @@ export function UsagePage() {
       <form class="filters" onSubmit={apply}>
         <div class="field-inline">
           <label for="usage-model">Model</label>
-          <select id="usage-model" value={draft.model} onChange={(e) => setDraft({ ...draft, model: e.currentTarget.value })}>
+          <select
+            id="usage-model"
+            value={draft.model}
+            onChange={(e) => setDraft({ ...draft, model: e.currentTarget.value })}
+          >
             <option value="">all models</option>
             {models.map((m) => (
               <option key={m} value={m}>
@@ -114,11 +118,23 @@ export function UsagePage() {
         </div>
         <div class="field-inline">
           <label for="usage-since">From</label>
-          <input id="usage-since" type="datetime-local" step={1} value={draft.since} onInput={(e) => setDraft({ ...draft, since: e.currentTarget.value })} />
+          <input
+            id="usage-since"
+            type="datetime-local"
+            step={1}
+            value={draft.since}
+            onInput={(e) => setDraft({ ...draft, since: e.currentTarget.value })}
+          />
         </div>
         <div class="field-inline">
           <label for="usage-until">To</label>
-          <input id="usage-until" type="datetime-local" step={1} value={draft.until} onInput={(e) => setDraft({ ...draft, until: e.currentTarget.value })} />
+          <input
+            id="usage-until"
+            type="datetime-local"
+            step={1}
+            value={draft.until}
+            onInput={(e) => setDraft({ ...draft, until: e.currentTarget.value })}
+          />
         </div>
         <button type="submit">Apply filters</button>
         <button type="button" class="quiet" onClick={() => (setCursors([null]), setFilters({ ...filters }))}>
@@ -153,18 +169,7 @@ export function UsagePage() {
           <Scroll label="Your requests">
             <table data-testid="usage-table">
               <caption class="visually-hidden">Your requests, newest first</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Time</th>
-                  <th scope="col">Model</th>
-                  <th scope="col">Version</th>
-                  <th scope="col">Status</th>
-                  <th scope="col">Latency</th>
-                  <th scope="col">Batch</th>
-                  <th scope="col">In</th>
-                  <th scope="col">Out</th>
-                </tr>
-              </thead>
+              <TableHead columns={["Time", "Model", "Version", "Status", "Latency", "Batch", "In", "Out"]} />
               <tbody>
                 {page.records.map((r) => (
                   <tr key={r.id} data-model={r.model}>
@@ -181,9 +186,15 @@ export function UsagePage() {
               </tbody>
             </table>
           </Scroll>
-          {page.records.length === 0 ? <p>No requests match. Requests are recorded within a second or so.</p> : null}
+          {page.records.length === 0 ? (
+            <p>No requests match. Requests are recorded within a second or so.</p>
+          ) : null}
           <nav class="pager" aria-label="Pages of requests">
-            <button type="button" disabled={cursors.length <= 1} onClick={() => setCursors(cursors.slice(0, -1))}>
+            <button
+              type="button"
+              disabled={cursors.length <= 1}
+              onClick={() => setCursors(cursors.slice(0, -1))}
+            >
               Newer
             </button>
             <span>Page {cursors.length}</span>

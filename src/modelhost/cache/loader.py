@@ -64,8 +64,10 @@ class ModelLoader:
         cores: int,
         load_executor: Executor,
         predict_executor: Executor,
+        work_dir: Path | None = None,
     ) -> None:
         self._store = store
+        self._work_dir = work_dir
         self._cores = cores
         self._load_executor = load_executor
         self._predict_executor = predict_executor
@@ -96,7 +98,13 @@ class ModelLoader:
         threads = max(1, self._cores // (manifest.instances * calls_per_instance))
         runtime_started = time.perf_counter()
         instances, measured, deserialize = await loop.run_in_executor(
-            self._load_executor, _load_instances, cls, threads, files.path, manifest
+            self._load_executor,
+            _load_instances,
+            cls,
+            threads,
+            files.path,
+            manifest,
+            self._work_dir,
         )
         finished = time.perf_counter()
         phases = {
@@ -144,7 +152,7 @@ class ModelLoader:
 
 
 def _load_instances(
-    cls: type[Runtime], threads: int, path: Path, manifest: Manifest
+    cls: type[Runtime], threads: int, path: Path, manifest: Manifest, work_dir: Path | None
 ) -> tuple[list[Runtime], int, float]:
     """The loaded instances, what the process grew by, and the seconds the runtime took."""
     release_memory()  # so the growth we read is this load's, not garbage from before it
@@ -153,7 +161,7 @@ def _load_instances(
     started = time.perf_counter()
     try:
         for _ in range(manifest.instances):
-            instance = cls(threads=threads)
+            instance = cls(threads=threads, work_dir=work_dir)
             instance.load(path, manifest)
             instances.append(instance)
     except BaseException:

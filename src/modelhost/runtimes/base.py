@@ -13,6 +13,8 @@ checked against the manifest (names, datatypes, shapes); outputs are checked and
 caller. ``thread_safe`` says whether one instance may run several ``predict`` calls at once; when
 it is False the caller never does that. ``threads`` is how many compute threads the instance may
 use: the caller divides the cores among instances so they don't oversubscribe them.
+``work_dir`` is a folder of the server's own (under its cache folder) where a runtime may keep
+files it derives from a model's and reuses across loads and restarts.
 """
 
 from __future__ import annotations
@@ -33,8 +35,11 @@ class Runtime(ABC):
 
     thread_safe: ClassVar[bool] = False
 
-    def __init__(self, threads: int = 1) -> None:
+    def __init__(self, threads: int = 1, work_dir: Path | None = None) -> None:
         self.threads = max(1, threads)
+        # Where a runtime may keep what it derives from a model's files and reuses across
+        # loads and restarts (an ONNX export); None: nowhere, derive again at every load.
+        self.work_dir = work_dir
 
     @abstractmethod
     def load(self, path: Path, manifest: Manifest) -> None:

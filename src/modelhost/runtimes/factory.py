@@ -35,6 +35,12 @@ RUNTIMES: dict[str, RuntimeSpec] = {
         "transformers",
         ("torch", "transformers", "tokenizers", "safetensors"),
     ),
+    "transformers-onnx": RuntimeSpec(
+        "modelhost.runtimes.transformers_onnx",
+        "TransformersOnnxRuntime",
+        "onnx",
+        ("onnxruntime", "tokenizers"),
+    ),
     "python": RuntimeSpec("modelhost.runtimes.python", "PythonRuntime", "python", ()),
 }
 

@@ -17,8 +17,8 @@ class OnnxRuntime(Runtime):
     # InferenceSession.run may be called from several threads at once.
     thread_safe = True
 
-    def __init__(self, threads: int = 1) -> None:
-        super().__init__(threads)
+    def __init__(self, threads: int = 1, work_dir: Path | None = None) -> None:
+        super().__init__(threads, work_dir)
         self._session: ort.InferenceSession | None = None
         self._output_names: list[str] = []
 

@@ -25,8 +25,8 @@ class PythonRuntime(Runtime):
 
     thread_safe = False
 
-    def __init__(self, threads: int = 1) -> None:
-        super().__init__(threads)
+    def __init__(self, threads: int = 1, work_dir: Path | None = None) -> None:
+        super().__init__(threads, work_dir)
         self._model: Any = None
 
     def load(self, path: Path, manifest: Manifest) -> None:

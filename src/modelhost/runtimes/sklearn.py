@@ -33,8 +33,8 @@ class SklearnRuntime(Runtime):
     # Fitted estimators are read-only during predict.
     thread_safe = True
 
-    def __init__(self, threads: int = 1) -> None:
-        super().__init__(threads)
+    def __init__(self, threads: int = 1, work_dir: Path | None = None) -> None:
+        super().__init__(threads, work_dir)
         self._estimator: Any = None
         self._input_name = ""
         self._methods: list[tuple[str, str]] = []

@@ -151,8 +151,8 @@ class TorchRuntime(Runtime):
     # nothing shared: several threads may call it at once.
     thread_safe = True
 
-    def __init__(self, threads: int = 1) -> None:
-        super().__init__(threads)
+    def __init__(self, threads: int = 1, work_dir: Path | None = None) -> None:
+        super().__init__(threads, work_dir)
         self._module: Callable[..., Any] | None = None
         self._bytes = 0
         self._input_names: list[str] = []

@@ -53,6 +53,14 @@ class Settings(BaseSettings):
         default=None, description="S3-compatible endpoint URL; unset: AWS (or AWS_ENDPOINT_URL)."
     )
     s3_region: str | None = Field(default=None, description="unset: AWS_REGION, else us-east-1.")
+    s3_part_size: ByteCount = Field(
+        default=parse_bytes("16MiB"),
+        gt=0,
+        description="A file bigger than this is fetched from S3 as ranged GETs of this size.",
+    )
+    s3_concurrency: int = Field(
+        default=16, ge=1, description="Ranged GETs of one file in flight at once."
+    )
     cache_dir: Path = Field(
         default_factory=lambda: Path.home() / ".cache" / "modelhost",
         description="Verified local copies of files fetched from a remote model repository.",

@@ -32,7 +32,7 @@ from pathlib import Path
 from modelhost.errors import StorageError
 from modelhost.storage.base import FetchedVersion, FileInfo
 from modelhost.storage.cache_folder import CacheFolder
-from modelhost.storage.transfer import Stream, receive_verified
+from modelhost.storage.transfer import Source, receive_verified
 from modelhost.units import format_bytes
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class ArtifactCache:
         self,
         key: str,
         files: dict[str, FileInfo],
-        open_stream: Callable[[str], Stream],
+        open_stream: Callable[[str], Source],
         source: str,
     ) -> FetchedVersion:
         """The version ``key`` (``store/name/version``) as a folder of verified files.
@@ -125,7 +125,7 @@ class ArtifactCache:
     # -- fetching -------------------------------------------------------------------------------
 
     async def _ensure_all(
-        self, files: dict[str, FileInfo], open_stream: Callable[[str], Stream], source: str
+        self, files: dict[str, FileInfo], open_stream: Callable[[str], Source], source: str
     ) -> int:
         """Make every file present; return the bytes this call downloaded."""
         limit = asyncio.Semaphore(_PARALLEL_FILES)
@@ -158,7 +158,7 @@ class ArtifactCache:
         if not flight.cancelled():
             flight.exception()  # seen, even if every waiter gave up
 
-    async def _download(self, sha: str, size: int, stream: Stream, what: str) -> int:
+    async def _download(self, sha: str, size: int, stream: Source, what: str) -> int:
         await self._make_room(size, what)
 
         def mismatch(expected: str, got: str) -> None:

@@ -32,6 +32,8 @@ def _repository_store(settings: Settings) -> ModelStore:
                 ArtifactCache(settings.cache_dir, settings.cache_size),
                 endpoint=settings.s3_endpoint,
                 region=settings.s3_region,
+                part_bytes=settings.s3_part_size,
+                concurrency=settings.s3_concurrency,
             )
         except ValueError as exc:
             raise BadRequest(f"model repository: {exc}") from None

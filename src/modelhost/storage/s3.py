@@ -46,15 +46,18 @@ from modelhost.storage.base import (
     check_model_name,
 )
 from modelhost.storage.index import INDEX_PATH, checked_source, decode_index, encode_index
+from modelhost.storage.ranged import RangedSource
 from modelhost.storage.transfer import (
     CHUNK_BYTES,
     Chunk,
     HashingReader,
+    Source,
     Stream,
     download_version,
 )
 
 if TYPE_CHECKING:
+    from obstore import GetOptions
     from obstore.store import ClientConfig, RetryConfig
 
 # A store that is away should fail a load in seconds, not retry for minutes (obstore's default
@@ -64,6 +67,12 @@ _RETRY: RetryConfig = {
     "retry_timeout": timedelta(seconds=15),
     "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=2)},
 }
+# Downloads: a file bigger than one part is fetched as ranged GETs, this many at once. One S3
+# connection gives roughly 50-100 MB/s; 16 of 16 MiB fill a 10 Gb/s pod link while each GET
+# stays long enough (~0.2 s) that its first-byte latency is a small part of it.
+DEFAULT_PART_BYTES = 16 << 20
+DEFAULT_CONCURRENCY = 16
+_PART_CHUNK_BYTES = 1 << 20
 # Multipart upload parts: S3 allows 10,000 per object, so big files get bigger parts.
 _MIN_PART = 16 << 20
 _MAX_PARTS = 9_000
@@ -89,8 +98,12 @@ class S3ModelStore(ModelStore):
         *,
         endpoint: str | None = None,
         region: str | None = None,
+        part_bytes: int = DEFAULT_PART_BYTES,
+        concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
         bucket, prefix = parse_s3_uri(uri)
+        self.part_bytes = max(1, part_bytes)
+        self.concurrency = max(1, concurrency)
         self.uri = f"s3://{bucket}/{prefix}".rstrip("/")
         self.cache = cache
         self.artifact_cache = cache
@@ -161,7 +174,7 @@ class S3ModelStore(ModelStore):
         return await self.cache.fetch_version(
             f"{self._cache_key}/{name}/{version}",
             index,
-            lambda path: self._stream(self._key(name, version, path)),
+            lambda path: self._source(self._key(name, version, path), index[path].size),
             source=f"{self.uri}/{name}/{version}",
         )
 
@@ -171,7 +184,7 @@ class S3ModelStore(ModelStore):
         index = await self.files(name, version)
         return await download_version(
             index,
-            lambda path: self._stream(self._key(name, version, path)),
+            lambda path: self._source(self._key(name, version, path), index[path].size),
             lambda path: f"{self.uri}/{name}/{version}/{path}",
             dest,
             progress,
@@ -225,11 +238,28 @@ class S3ModelStore(ModelStore):
     def _key(name: str, version: int, path: str) -> str:
         return f"{check_model_name(name)}/{version}/{path}"
 
-    def _stream(self, key: str) -> Stream:
+    def _source(self, key: str, size: int) -> Source:
+        """One GET for a file up to a part, parallel ranged GETs for a bigger one."""
+        if size <= self.part_bytes:
+            return self._stream(key)
+        return RangedSource(
+            lambda start, end: self._stream(key, (start, end)), self.part_bytes, self.concurrency
+        )
+
+    def _stream(self, key: str, byte_range: tuple[int, int] | None = None) -> Stream:
+        """The object's bytes (``byte_range``: only ``[start, end)``), as one GET."""
+        what = f"GET {self.uri}/{key}"
+        options: GetOptions = {}
+        if byte_range is not None:
+            what += f" bytes {byte_range[0]}-{byte_range[1] - 1}"
+            options["range"] = byte_range
+        # Parts stream in smaller chunks: several are in flight at once.
+        chunk_bytes = CHUNK_BYTES if byte_range is None else _PART_CHUNK_BYTES
+
         async def chunks() -> AsyncGenerator[Chunk, None]:
-            with self._errors(f"GET {self.uri}/{key}"):
-                response = await obstore.get_async(self._store, key)
-                async for chunk in response.stream(min_chunk_size=CHUNK_BYTES):
+            with self._errors(what):
+                response = await obstore.get_async(self._store, key, options=options)
+                async for chunk in response.stream(min_chunk_size=chunk_bytes):
                     yield chunk
 
         return chunks

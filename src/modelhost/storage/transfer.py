@@ -27,6 +27,7 @@ from typing import BinaryIO
 
 from modelhost.errors import ArtifactMismatch, BadRequest, StorageError
 from modelhost.storage.base import FileInfo, Progress
+from modelhost.storage.ranged import RangedSource, receive_ranged
 
 # Big enough that the per-chunk hand-over costs nothing next to the bytes, small enough that
 # the two chunks in flight (one arriving, one being written) stay a few MiB.
@@ -34,6 +35,8 @@ CHUNK_BYTES = 8 << 20
 
 Chunk = bytes | memoryview
 Stream = Callable[[], AsyncGenerator[Chunk, None]]  # opens a fresh stream of the object's bytes
+# Where a file's bytes come from: one stream, or parts read in parallel (storage.ranged).
+Source = Stream | RangedSource
 
 
 class HashingReader:
@@ -131,7 +134,7 @@ class Received:
 
 
 async def receive_verified(
-    stream: Stream,
+    stream: Source,
     dest: Path,
     temp: Path,
     *,
@@ -143,6 +146,8 @@ async def receive_verified(
 ) -> Received:
     """Write ``stream`` to ``temp`` and rename it to ``dest`` once its sha256 is checked.
 
+    A :class:`RangedSource` is fetched in parallel parts (whole again on a mismatch: the parts
+    cannot tell which of them was wrong).
     ``what`` names the file in errors. With ``expected_sha256`` None the bytes are taken as
     they are (their digest is returned). ``on_mismatch(expected, got)`` is told of each bad copy.
     """
@@ -163,8 +168,10 @@ async def receive_verified(
 
 
 async def _receive(
-    stream: Stream, temp: Path, expected_size: int, progress: Progress | None
+    stream: Source, temp: Path, expected_size: int, progress: Progress | None
 ) -> tuple[int, str]:
+    if isinstance(stream, RangedSource):
+        return await _receive_ranged(stream, temp, expected_size, progress)
     out = _HashingFile(await asyncio.to_thread(_create, temp, expected_size))
     try:
         async with contextlib.aclosing(stream()) as chunks:
@@ -183,10 +190,31 @@ async def _receive(
     return out.size, out.hash.hexdigest()
 
 
+async def _receive_ranged(
+    source: RangedSource, temp: Path, size: int, progress: Progress | None
+) -> tuple[int, str]:
+    fd = await asyncio.to_thread(_create, temp, size)
+    try:
+        sha256 = await receive_ranged(source, fd, size, progress)
+    except BaseException as exc:
+        await asyncio.to_thread(_close_and_remove, fd, temp)
+        if isinstance(exc, OSError):
+            raise StorageError(f"cannot write {temp}: {exc.strerror or exc}") from None
+        raise
+    await asyncio.to_thread(os.close, fd)
+    return size, sha256
+
+
+def _close_and_remove(fd: int, temp: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+    temp.unlink(missing_ok=True)
+
+
 def _create(temp: Path, size: int) -> int:
     try:
         temp.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)  # read: ranged hashing
     except OSError as exc:
         raise StorageError(f"cannot write {temp}: {exc.strerror}") from None
     if size > 0 and hasattr(os, "posix_fallocate"):
@@ -233,7 +261,7 @@ def file_stream(path: Path) -> Stream:
 
 async def download_version(
     index: dict[str, FileInfo],
-    open_stream: Callable[[str], Stream],
+    open_stream: Callable[[str], Source],
     where: Callable[[str], str],
     dest: Path,
     progress: Progress | None,

@@ -8,37 +8,32 @@ thread and hands each request exactly its own rows. While every slot is busy the
 batches grow with load. Models without ``batching`` in model.yaml go through the same queue one
 request at a time.
 
+The queue is shared fairly between users (:mod:`inference.fair_queue`): requests are taken in
+fair-share order across users, a batch is filled from all of them, and when the queue is full
+the user holding the most of it is refused first.
+
 A request still queued at its deadline is dropped before it runs (504); a request arriving to a
-full queue is refused at once (503) with a Retry-After drawn from how fast the queue drains.
+full queue is refused at once (503) with a Retry-After drawn from how fast the queue drains; so
+is one whose place in the queue could not start before its deadline. A request whose client
+goes away leaves the queue at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections import deque
+from collections.abc import Hashable
 from dataclasses import dataclass
 
-import numpy as np
 from prometheus_client import Histogram
 
-from modelhost.errors import DeadlineExceeded, ModelhostError, QueueFull
-from modelhost.inference.validation import conform_outputs
-from modelhost.manifest import Manifest, TensorSpec
+from modelhost.errors import DeadlineExceeded, QueueFull
+from modelhost.inference.batch_call import ANYONE, QueuedRequest, run_batch
+from modelhost.inference.fair_queue import FairQueue
+from modelhost.manifest import Manifest
 from modelhost.observability.metrics import Metrics
 from modelhost.runtimes.base import Runtime, Tensors
 from modelhost.runtimes.pool import InstancePool
-
-
-@dataclass(eq=False, slots=True)
-class _Pending:
-    inputs: Tensors
-    rows: int
-    signature: tuple[tuple[str, tuple[int, ...]], ...]
-    deadline: float
-    future: asyncio.Future[tuple[Tensors, int]]
-    enqueued: float
-    timer: asyncio.TimerHandle | None = None
 
 
 @dataclass
@@ -74,7 +69,7 @@ class ModelScheduler:
         self._preferred = frozenset(preferred)
         self._specs = list(manifest.outputs)
         self._max_queue = manifest.max_queue_size
-        self._queue: deque[_Pending] = deque()
+        self._queue: FairQueue[QueuedRequest] = FairQueue()
         self._arrived = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
@@ -84,28 +79,34 @@ class ModelScheduler:
     def queue_depth(self) -> int:
         return len(self._queue)
 
-    async def submit(self, inputs: Tensors, rows: int, deadline: float) -> tuple[Tensors, int]:
-        """Run ``inputs`` (``rows`` along the batch dimension) by ``deadline`` (loop time).
+    async def submit(
+        self, inputs: Tensors, rows: int, deadline: float, tenant: Hashable = ANYONE
+    ) -> tuple[Tensors, int]:
+        """Run ``inputs`` (``rows`` along the batch dimension) by ``deadline`` (loop time), as
+        one of ``tenant``'s requests (the unit of fair shares: a user).
 
         Returns every output, cut to this request's rows, and the size of the batch it ran in.
         """
         loop = asyncio.get_running_loop()
-        self.check_room()
-        expected_wait = self.expected_wait()
+        ahead = self._queue.ahead_of(tenant)
+        expected_wait = self._seconds_before(ahead)
         # ... and then the batch it joins has to run (deadlines bound the answer, not the start).
-        own_batch = min(len(self._queue) + 1, self._max_rows) * self.stats.seconds_per_request
+        own_batch = min(ahead + 1, self._max_rows) * self.stats.seconds_per_request
         if expected_wait + own_batch > deadline - loop.time():
             # It would only wait to be dropped: say so now, while the client can go elsewhere.
             self.stats.rejected += 1
             raise QueueFull(
-                f"model {self._label} has {len(self._queue)} requests waiting, about "
+                f"model {self._label} has {ahead} requests to run before this one, about "
                 f"{expected_wait:.2f}s of work: more than this request's deadline allows",
                 retry_after=self._retry_after(),
             )
+        self._make_room(tenant, rows)
         signature = tuple((name, array.shape[1:]) for name, array in inputs.items())
-        pending = _Pending(inputs, rows, signature, deadline, loop.create_future(), loop.time())
+        pending = QueuedRequest(
+            inputs, rows, signature, deadline, loop.create_future(), loop.time(), tenant
+        )
         pending.timer = loop.call_at(deadline, self._expire, pending)
-        self._queue.append(pending)
+        self._queue.push(pending)
         self._arrived.set()
         if self._dispatcher is None:
             self._dispatcher = loop.create_task(self._dispatch())
@@ -113,22 +114,39 @@ class ModelScheduler:
             return await pending.future
         finally:
             pending.timer.cancel()
-
-    def check_room(self) -> None:
-        """Raise QueueFull if the queue is full (cheap: routes ask before decoding a body)."""
-        if len(self._queue) >= self._max_queue:
-            self.stats.rejected += 1
-            raise QueueFull(
-                f"model {self._label} has {len(self._queue)} requests waiting, its "
-                f"max_queue_size; try again shortly",
-                retry_after=self._retry_after(),
-            )
-
-    def _expire(self, pending: _Pending) -> None:
-        """The deadline passed: drop the request if it has not started."""
-        try:
+            # Still queued here only if its client went away: it leaves, and its share with it.
             self._queue.remove(pending)
-        except ValueError:
+
+    def check_room(self, tenant: Hashable = ANYONE, rows: int = 1) -> None:
+        """Raise QueueFull if the queue is full and ``tenant`` may not displace a heavier
+        user's request (cheap: routes ask before decoding a body)."""
+        if len(self._queue) >= self._max_queue and (self._queue.displaceable(tenant, rows) is None):
+            self.stats.rejected += 1
+            raise self._full()
+
+    def _make_room(self, tenant: Hashable, rows: int) -> None:
+        """Admit one more request of ``tenant``: in a full queue, the heaviest user's newest
+        request is refused in its place, or, if ``tenant`` is the heaviest, this one is."""
+        if len(self._queue) < self._max_queue:
+            return
+        victim = self._queue.displaceable(tenant, rows)
+        self.stats.rejected += 1
+        if victim is None:
+            raise self._full()
+        self._queue.remove(victim)
+        if not victim.future.done():
+            victim.future.set_exception(self._full())
+
+    def _full(self) -> QueueFull:
+        return QueueFull(
+            f"model {self._label} has {len(self._queue)} requests waiting, its "
+            f"max_queue_size, and this user holds a full share of them; try again shortly",
+            retry_after=self._retry_after(),
+        )
+
+    def _expire(self, pending: QueuedRequest) -> None:
+        """The deadline passed: drop the request if it has not started."""
+        if not self._queue.remove(pending):
             return  # already running: it finishes
         self.stats.expired += 1
         if not pending.future.done():
@@ -153,7 +171,7 @@ class ModelScheduler:
         finally:
             self._dispatcher = None
 
-    def _observe(self, batch: list[_Pending]) -> None:
+    def _observe(self, batch: list[QueuedRequest]) -> None:
         if self._waits is None or self._batch_sizes is None:
             return
         now = asyncio.get_running_loop().time()
@@ -167,9 +185,9 @@ class ModelScheduler:
         The wait also ends when requests stop arriving for a quarter of the delay: under a
         steady load that cannot fill a batch, waiting longer only leaves the core idle.
         """
-        if not self._queue:
+        first = self._queue.peek()
+        if first is None:
             return
-        first = self._queue[0]
         loop = asyncio.get_running_loop()
         give_up_at = loop.time() + self._delay
         quiet = self._delay / 4
@@ -186,7 +204,7 @@ class ModelScheduler:
             except TimeoutError:
                 return
 
-    def _rows_like(self, first: _Pending) -> int:
+    def _rows_like(self, first: QueuedRequest) -> int:
         rows = 0
         for pending in self._queue:
             if pending.signature == first.signature and not pending.future.done():
@@ -195,64 +213,35 @@ class ModelScheduler:
                     break
         return rows
 
-    def _take_batch(self) -> list[_Pending]:
-        batch: list[_Pending] = []
-        skipped: list[_Pending] = []
+    def _take_batch(self) -> list[QueuedRequest]:
+        """The next batch, in fair-share order across users: the first request and every later
+        one of the same inner shapes that still fits."""
+        batch: list[QueuedRequest] = []
+        gone: list[QueuedRequest] = []
         rows = 0
-        while self._queue and rows < self._max_rows:
-            pending = self._queue.popleft()
-            if pending.future.done():  # cancelled by its client, or expired
+        for pending in self._queue:
+            if rows >= self._max_rows:
+                break
+            if pending.future.done():  # cancelled by its client, not yet out of the queue
+                gone.append(pending)
                 continue
             if batch and (
                 pending.signature != batch[0].signature or rows + pending.rows > self._max_rows
             ):
-                skipped.append(pending)
                 continue
             batch.append(pending)
             rows += pending.rows
-        self._queue.extendleft(reversed(skipped))
+        for pending in gone:
+            self._queue.remove(pending)
+        self._queue.take(batch)
         return batch
 
-    async def _execute(self, instance: Runtime, batch: list[_Pending]) -> None:
-        inputs = [pending.inputs for pending in batch]
-        sizes = [pending.rows for pending in batch]
-        specs, label = self._specs, self._label
+    async def _execute(self, instance: Runtime, batch: list[QueuedRequest]) -> None:
         started = asyncio.get_running_loop().time()
         try:
-            results = await self._pool.run(
-                instance, lambda runtime: _predict_batch(runtime, inputs, sizes, specs, label)
-            )
-        except Exception as exc:
-            if len(batch) == 1:
-                self._fail(batch, _as_error(exc, label))
-            else:
-                # One request's bad data must not fail the others batched with it: run each
-                # alone (on a fresh slot; the batch's slot went back when its call ended).
-                await asyncio.gather(*(self._execute_alone(pending) for pending in batch))
-        else:
-            for pending, outputs in zip(batch, results, strict=True):
-                if not pending.future.done():
-                    pending.future.set_result((outputs, len(batch)))
+            await run_batch(self._pool, instance, batch, self._specs, self._label)
         finally:
             self._record(len(batch), asyncio.get_running_loop().time() - started)
-
-    async def _execute_alone(self, pending: _Pending) -> None:
-        specs, label, inputs = self._specs, self._label, [pending.inputs]
-        try:
-            results = await self._pool.call(
-                lambda runtime: _predict_batch(runtime, inputs, [pending.rows], specs, label)
-            )
-        except Exception as exc:
-            self._fail([pending], _as_error(exc, label))
-        else:
-            if not pending.future.done():
-                pending.future.set_result((results[0], 1))
-
-    @staticmethod
-    def _fail(batch: list[_Pending], error: ModelhostError) -> None:
-        for pending in batch:
-            if not pending.future.done():
-                pending.future.set_exception(type(error)(error.message))
 
     def _record(self, requests: int, seconds: float) -> None:
         stats = self.stats
@@ -264,40 +253,16 @@ class ModelScheduler:
             cost if not stats.seconds_per_request else 0.8 * stats.seconds_per_request + 0.2 * cost
         )
 
-    def expected_wait(self) -> float:
-        """Seconds before a new request would run: the queue, and the calls running now."""
-        ahead = len(self._queue) + self._pool.busy
+    def expected_wait(self, tenant: Hashable | None = None) -> float:
+        """Seconds before a new request (of ``tenant``: its fair place; None: the end of the
+        queue) would run: the requests before it, and the calls running now."""
+        return self._seconds_before(
+            len(self._queue) if tenant is None else self._queue.ahead_of(tenant)
+        )
+
+    def _seconds_before(self, queued_ahead: int) -> float:
+        ahead = queued_ahead + self._pool.busy
         return ahead * self.stats.seconds_per_request / self._pool.capacity
 
     def _retry_after(self) -> float:
         return max(1.0, math.ceil(self.expected_wait()))
-
-
-def _as_error(exc: Exception, label: str) -> ModelhostError:
-    if isinstance(exc, ModelhostError):
-        return exc
-    return ModelhostError(f"model {label} failed: {type(exc).__name__}: {exc}")
-
-
-def _predict_batch(
-    runtime: Runtime,
-    inputs: list[Tensors],
-    sizes: list[int],
-    specs: list[TensorSpec],
-    label: str,
-) -> list[Tensors]:
-    """In a worker thread: concatenate, predict once, conform, and split by rows."""
-    if len(inputs) == 1:
-        return [conform_outputs(runtime.predict(inputs[0]), specs, label)]
-    merged = {name: np.concatenate([item[name] for item in inputs]) for name in inputs[0]}
-    outputs = conform_outputs(runtime.predict(merged), specs, label)
-    total = sum(sizes)
-    for name, array in outputs.items():
-        if array.ndim == 0 or array.shape[0] != total:
-            raise ModelhostError(
-                f"model {label} returned {name!r} with {array.shape[0] if array.ndim else 0} "
-                f"rows for a batch of {total}"
-            )
-    cuts = np.cumsum(sizes)[:-1]
-    split = {name: np.split(array, cuts) for name, array in outputs.items()}
-    return [{name: parts[i] for name, parts in split.items()} for i in range(len(inputs))]

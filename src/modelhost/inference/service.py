@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 from modelhost.auth.principal import ANONYMOUS_ADMIN, Principal
@@ -55,13 +56,14 @@ class InferenceService:
         """The model version a request names (raises 404/400 before its body is read)."""
         return self._catalog.resolve(name, version)
 
-    def check_room(self, ref: ModelRef) -> None:
-        """Refuse at once (503) if the model's queue is full, before its body is even read."""
+    def check_room(self, ref: ModelRef, principal: Principal = ANONYMOUS_ADMIN) -> None:
+        """Refuse at once (503) if the model's queue is full and ``principal`` holds its share
+        of it, before the request's body is even read."""
         entry = self._cache.entry(ref.name, ref.version)
         model = entry.model if entry is not None else None
         scheduler = self._schedulers.get(model) if model is not None else None
         if scheduler is not None:
-            scheduler.check_room()
+            scheduler.check_room(tenant_of(principal))
 
     async def infer(
         self,
@@ -85,7 +87,7 @@ class InferenceService:
             try:
                 assert entry.model is not None
                 outputs, batch_size = await self.scheduler(entry.model).submit(
-                    inputs, rows, deadline
+                    inputs, rows, deadline, tenant_of(principal)
                 )
             finally:
                 self._cache.release(entry)
@@ -105,3 +107,9 @@ class InferenceService:
 
     def schedulers(self) -> list[tuple[LoadedModel, ModelScheduler]]:
         return list(self._schedulers.items())
+
+
+def tenant_of(principal: Principal) -> Hashable:
+    """Whom a request counts against in a model queue's fair shares: its user (not its key, or
+    a user with ten keys would get ten shares); callers without a user share one lane."""
+    return principal.user_id if principal.user_id is not None else principal.name

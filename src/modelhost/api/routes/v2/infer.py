@@ -26,7 +26,7 @@ async def infer(request: Request) -> Response:
         # An unknown model is a 404, and a full queue a 503, whatever the body.
         ref = services.inference.resolve(name, version)
         meter.version = ref.version
-        services.inference.check_room(ref)
+        services.inference.check_room(ref, principal)
         body = await read_body(request, services.settings.max_request_bytes)
         meter.bytes_in = len(body)
         inference_request = decode_request(body, header_int(request, HEADER_LENGTH), name, version)

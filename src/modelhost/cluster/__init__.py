@@ -1,0 +1,1 @@
+"""A local cluster of modelhost replicas behind the routing tier (``deploy/local/cluster``)."""

@@ -31,6 +31,7 @@ from modelhost.auth.middleware import PUBLIC_PATHS, AuthMiddleware
 from modelhost.console.assets import ConsoleAssets
 from modelhost.console.routes import PREFIX as CONSOLE
 from modelhost.console.routes import console_routes
+from modelhost.observability.model_stats import model_stats
 from modelhost.services import Services, build_services
 from modelhost.settings import Settings
 
@@ -47,7 +48,12 @@ def management_api(services: Services) -> FastAPI:
     api.include_router(user_routes.router)
     api.include_router(usage_routes.router)
     api.include_router(me_routes.router)
-    api.state.services = services
+    # What the routers' dependencies (api/deps.py) hand out: one component each.
+    api.state.users = services.users
+    api.state.usage = services.usage
+    api.state.catalog = services.catalog
+    api.state.catalog_sync = services.sync
+    api.state.model_cache = services.cache
     return api
 
 
@@ -63,23 +69,29 @@ def create_app(settings: Settings) -> Starlette:
             await services.stop()
 
     public = PUBLIC_PATHS | {CONSOLE} | ({"/metrics"} if settings.metrics_public else set())
+    inference, metering = services.inference, services.metering
+    max_body = settings.max_request_bytes
     app = Starlette(
         routes=[
-            *infer.routes,
-            *v2_models.routes,
-            *health.routes,
-            *repository.routes,
-            *openai.routes,
-            *metrics.routes,
-            *cache.routes,
-            *stats.routes,
+            *infer.routes(inference, metering, max_body),
+            *v2_models.routes(services.catalog, services.repository),
+            *health.routes(services.lifecycle),
+            *repository.routes(services.repository),
+            *openai.routes(inference, metering, max_body),
+            *metrics.routes(services.metrics.registry),
+            *cache.routes(services.cache.snapshot, inference.queues),
+            *stats.routes(
+                lambda: model_stats(
+                    services.metrics, services.catalog, services.cache, inference.queues()
+                )
+            ),
             Mount("/api/v1", app=management_api(services)),
             *console_routes(ConsoleAssets.load()),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
             # Outermost first: every request gets its id and log line, even a refused one.
-            Middleware(RequestContextMiddleware, services=services),
+            Middleware(RequestContextMiddleware, lifecycle=services.lifecycle),
             Middleware(
                 AuthMiddleware,
                 authenticator=services.authenticator,
@@ -90,5 +102,5 @@ def create_app(settings: Settings) -> Starlette:
         ],
         lifespan=lifespan,
     )
-    app.state.services = services
+    app.state.lifecycle = services.lifecycle  # for the server runner's graceful shutdown
     return app

@@ -1,4 +1,9 @@
-"""The one place where the long-lived objects of a server are built and wired together."""
+"""The one place where the long-lived objects of a server are built and wired together.
+
+:class:`Services` holds them for the server's start and stop; nothing on the request path gets
+it. :func:`modelhost.app.create_app` hands each route, middleware and collector the one component
+it needs.
+"""
 
 from __future__ import annotations
 
@@ -28,8 +33,17 @@ from modelhost.db.users import UserStore
 from modelhost.errors import ModelhostError
 from modelhost.inference.repository_extension import RepositoryService
 from modelhost.inference.service import InferenceService
+from modelhost.lifecycle import Lifecycle
 from modelhost.observability.emf import EmfEmitter
+from modelhost.observability.metering import Metering
 from modelhost.observability.metrics import Metrics
+from modelhost.observability.state_metrics import (
+    artifact_cache_families,
+    cache_families,
+    in_flight_families,
+    queue_families,
+    usage_writer_families,
+)
 from modelhost.runtimes.factory import runtime_class
 from modelhost.settings import Settings
 from modelhost.storage.base import ModelStore
@@ -60,33 +74,9 @@ class Services:
     predict_executor: ThreadPoolExecutor
     metrics: Metrics
     emf: EmfEmitter | None
-    ready: bool = False
-    draining: bool = False
-    in_flight: int = 0
-    _idle: asyncio.Event | None = None
+    lifecycle: Lifecycle
+    metering: Metering
     _background: list[asyncio.Task[None]] = field(default_factory=list)
-
-    # -- requests in flight, for a graceful shutdown ------------------------------------------
-
-    def request_started(self) -> None:
-        self.in_flight += 1  # exported at scrape time: no metric lock on the request path
-
-    def request_finished(self) -> None:
-        self.in_flight -= 1
-        if self.in_flight == 0 and self._idle is not None:
-            self._idle.set()
-
-    async def drain(self, grace: float) -> int:
-        """Refuse new requests (503, readiness false) and wait up to ``grace`` seconds for the
-        ones in flight; returns how many were still running when the wait ended."""
-        self.draining = True
-        self.ready = False
-        self._idle = asyncio.Event()
-        if self.in_flight == 0:
-            self._idle.set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), grace)
-        return self.in_flight
 
     async def start(self) -> None:
         if self.settings.db_auto_migrate:
@@ -106,10 +96,10 @@ class Services:
         # without this every full collection walks them all and stalls the loop for ~0.4 s.
         gc.collect()
         gc.freeze()
-        self.ready = True
+        self.lifecycle.ready = True
 
     async def stop(self) -> None:
-        self.ready = False
+        self.lifecycle.ready = False
         for task in self._background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -160,15 +150,15 @@ class Services:
 
     def process_figures(self) -> dict[str, float]:
         """The process-level numbers the EMF lines carry."""
-        cache = self.cache
-        resident = cache.used_bytes + cache.freeing_bytes
+        cache = self.cache.snapshot()
+        resident, budget = cache.resident_bytes, cache.budget_bytes
         return {
             "ResidentBytes": resident,
-            "BudgetBytes": cache.budget,
+            "BudgetBytes": budget,
             "ProcessRSSBytes": process_rss(),
-            "MemoryUtilization": 100.0 * resident / cache.budget if cache.budget else 0.0,
-            "ResidentModels": sum(1 for entry in cache.entries() if entry.footprint),
-            "QueueDepth": sum(s.queue_depth for _, s in self.inference.schedulers()),
+            "MemoryUtilization": 100.0 * resident / budget if budget else 0.0,
+            "ResidentModels": sum(1 for model in cache.models if model.footprint_bytes),
+            "QueueDepth": sum(queue.depth for queue in self.inference.queues()),
         }
 
     async def _unload_idle_models(self, idle: float) -> None:
@@ -214,7 +204,31 @@ def build_services(settings: Settings) -> Services:
     quotas: Quotas = (
         RedisQuotas(settings.redis_url, limits) if settings.redis_url else LocalQuotas(limits)
     )
-    services = Services(
+    usage_writer = UsageWriter(
+        usage,
+        settings.usage_journal,
+        flush_seconds=settings.usage_flush_seconds,
+        batch_size=settings.usage_batch_size,
+        enabled=settings.usage_records,
+    )
+    emf = EmfEmitter(pod=os.environ.get("HOSTNAME", "local")) if settings.cloudwatch_emf else None
+    inference = InferenceService(
+        catalog,
+        cache,
+        default_timeout=settings.request_timeout_seconds,
+        quotas=quotas,
+        metrics=metrics,
+    )
+    lifecycle = Lifecycle()
+    # State is read when Prometheus scrapes, each family from the one component it reports on.
+    metrics.watch(lambda: cache_families(cache.snapshot()))
+    metrics.watch(lambda: queue_families(inference.queues()))
+    metrics.watch(lambda: in_flight_families(lifecycle.in_flight))
+    metrics.watch(lambda: usage_writer_families(usage_writer))
+    artifacts = store.artifact_cache
+    if artifacts is not None:
+        metrics.watch(lambda: artifact_cache_families(artifacts))
+    return Services(
         settings=settings,
         engine=engine,
         store=store,
@@ -222,23 +236,11 @@ def build_services(settings: Settings) -> Services:
         sync=sync,
         cache=cache,
         loader=loader,
-        inference=InferenceService(
-            catalog,
-            cache,
-            default_timeout=settings.request_timeout_seconds,
-            quotas=quotas,
-            metrics=metrics,
-        ),
+        inference=inference,
         repository=RepositoryService(catalog, cache, sync),
         users=users,
         usage=usage,
-        usage_writer=UsageWriter(
-            usage,
-            settings.usage_journal,
-            flush_seconds=settings.usage_flush_seconds,
-            batch_size=settings.usage_batch_size,
-            enabled=settings.usage_records,
-        ),
+        usage_writer=usage_writer,
         authenticator=(
             Authenticator(users, cache_seconds=settings.auth_cache_seconds)
             if settings.auth == "enabled"
@@ -248,9 +250,7 @@ def build_services(settings: Settings) -> Services:
         load_executor=load_executor,
         predict_executor=predict_executor,
         metrics=metrics,
-        emf=EmfEmitter(pod=os.environ.get("HOSTNAME", "local"))
-        if settings.cloudwatch_emf
-        else None,
+        emf=emf,
+        lifecycle=lifecycle,
+        metering=Metering(metrics, usage_writer, emf),
     )
-    services.metrics.watch(services)
-    return services

@@ -60,6 +60,16 @@ async def validation_error(request: Request, exc: Exception) -> Response:
     return error_response(400, problems, "bad_request")
 
 
+async def response_for(request: Request, exc: Exception) -> Response:
+    """The answer to ``exc``: what the handler :data:`EXCEPTION_HANDLERS` names for its nearest
+    class gives (``Exception``'s, a 500, for anything unforeseen)."""
+    for cls in type(exc).__mro__:
+        handler = EXCEPTION_HANDLERS.get(cls)
+        if handler is not None:
+            return await handler(request, exc)
+    return await unexpected_error(request, exc)
+
+
 EXCEPTION_HANDLERS: dict[
     int | type[Exception], Callable[[Request, Any], Coroutine[Any, Any, Response]]
 ] = {

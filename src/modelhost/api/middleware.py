@@ -10,9 +10,9 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelhost.api.errors import error_response
+from modelhost.lifecycle import Lifecycle
 from modelhost.observability import context
 from modelhost.observability.ids import new_id
-from modelhost.services import Services
 
 log = logging.getLogger("modelhost.access")
 
@@ -22,17 +22,17 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, services: Services) -> None:
+    def __init__(self, app: ASGIApp, lifecycle: Lifecycle) -> None:
         self.app = app
-        self.services = services
+        self.lifecycle = lifecycle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in QUIET_PATHS:
             await self.app(scope, receive, send)
             return
-        services = self.services
+        lifecycle = self.lifecycle
         request_id = _request_id(scope)
-        if services.draining:
+        if lifecycle.draining:
             response = error_response(503, "the server is shutting down", "shutting_down", 1.0)
             response.headers["connection"] = "close"
             response.headers["x-request-id"] = request_id
@@ -50,11 +50,11 @@ class RequestContextMiddleware:
             await send(message)
 
         started = time.perf_counter()
-        services.request_started()
+        lifecycle.request_started()
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            services.request_finished()
+            lifecycle.request_finished()
             if log.isEnabledFor(logging.INFO):
                 log.info(
                     "%s %s %d",

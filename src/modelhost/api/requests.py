@@ -8,13 +8,7 @@ import orjson
 from starlette.requests import Request
 
 from modelhost.errors import BadRequest, PayloadTooLarge
-from modelhost.services import Services
 from modelhost.units import format_bytes
-
-
-def services_of(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
 
 
 async def read_body(request: Request, limit: int) -> bytes:

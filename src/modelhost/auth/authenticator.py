@@ -29,6 +29,9 @@ class _Cached:
 
 
 class Authenticator:
+    """Finds the Principal behind a presented key, caching lookups; it forgets a key as soon as
+    the user store says the key (or its user) changed through this replica."""
+
     def __init__(
         self,
         users: UserStore,
@@ -40,6 +43,7 @@ class Authenticator:
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._cache: dict[str, _Cached] = {}
+        users.on_keys_changed(self.forget)
 
     async def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:

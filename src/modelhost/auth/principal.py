@@ -37,3 +37,6 @@ class Principal:
 
 # With MODELHOST_AUTH=disabled every caller is this one (local experiments only).
 ANONYMOUS_ADMIN = Principal(user_id=None, name="anonymous", role="admin")
+
+# Whoever no principal was found for: access fails closed, so this one may do nothing at all.
+NOBODY = Principal(user_id=None, name="nobody", role="none", allowed_models=frozenset())

@@ -10,6 +10,9 @@ from modelhost.cache.loader import LoadedModel
 from modelhost.catalog.model_catalog import ModelRef
 from modelhost.errors import ModelhostError
 
+# The reason a version the cache holds nothing of is UNAVAILABLE.
+NOT_LOADED = "not loaded"
+
 
 class ModelState(StrEnum):
     """The model repository extension's states."""
@@ -26,7 +29,7 @@ class ModelEntry:
 
     ref: ModelRef
     state: ModelState = ModelState.UNAVAILABLE
-    reason: str = "not loaded"
+    reason: str = NOT_LOADED
     model: LoadedModel | None = None
     footprint: int = 0  # bytes charged against the budget while resident
     known_size: int | None = None  # the footprint measured at the last clean load

@@ -26,11 +26,12 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
-from modelhost.cache.entry import ModelEntry, ModelState
+from modelhost.cache.entry import NOT_LOADED, ModelEntry, ModelState
 from modelhost.cache.loader import LoadedModel, Loader
+from modelhost.cache.snapshot import CacheSnapshot, CacheStats, ModelSnapshot
 from modelhost.catalog.model_catalog import ModelRef
 from modelhost.errors import (
     DeadlineExceeded,
@@ -45,18 +46,6 @@ log = logging.getLogger(__name__)
 # How long a client refused for lack of memory should wait: long enough for a request holding
 # the memory to finish, short enough not to idle.
 _MEMORY_RETRY_AFTER = 1.0
-
-
-@dataclass
-class CacheStats:
-    """Counters since start, for metrics."""
-
-    hits: int = 0
-    misses: int = 0
-    loads: int = 0
-    load_failures: int = 0
-    evictions: int = 0
-    unloads: int = 0
 
 
 class ModelCache:
@@ -198,6 +187,42 @@ class ModelCache:
     def seconds_since_use(self, entry: ModelEntry) -> float | None:
         """How long ago a request last used ``entry`` (None: never, since this process began)."""
         return self._clock() - entry.last_used if entry.last_used else None
+
+    def status(self, name: str, version: int) -> tuple[ModelState, str]:
+        """A version's state and the reason for it (never seen: UNAVAILABLE, "not loaded")."""
+        seen = self.describe(name, version)
+        return (
+            (seen.state, seen.reason) if seen is not None else (ModelState.UNAVAILABLE, NOT_LOADED)
+        )
+
+    def describe(self, name: str, version: int) -> ModelSnapshot | None:
+        """How the cache holds a version now (None: it never saw it)."""
+        entry = self._entries.get((name, version))
+        return self._describe(entry) if entry is not None else None
+
+    def snapshot(self) -> CacheSnapshot:
+        """The budget, the counters and every version's state, as they are now."""
+        return CacheSnapshot(
+            budget_bytes=self.budget,
+            used_bytes=self.used_bytes,
+            freeing_bytes=self.freeing_bytes,
+            reserved_bytes=self.reserved_bytes,
+            stats=replace(self.stats),
+            models=tuple(self._describe(entry) for entry in self._entries.values()),
+        )
+
+    def _describe(self, entry: ModelEntry) -> ModelSnapshot:
+        return ModelSnapshot(
+            name=entry.name,
+            version=entry.version,
+            state=entry.state,
+            reason=entry.reason,
+            footprint_bytes=entry.footprint,
+            measured_bytes=entry.known_size,
+            leases=entry.leases,
+            pinned=entry.pinned,
+            idle_seconds=self.seconds_since_use(entry),
+        )
 
     def unload_idle(self, idle_seconds: float) -> int:
         """Unload models nobody has used for ``idle_seconds``; returns how many."""

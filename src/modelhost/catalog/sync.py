@@ -44,7 +44,7 @@ class CatalogSync:
         cache: ModelCache,
     ) -> None:
         self._store = store
-        self.db = db
+        self._db = db
         self._catalog = catalog
         self._cache = cache
         self._problems: dict[str, dict[int, str]] = {}  # store versions that cannot register
@@ -60,7 +60,7 @@ class CatalogSync:
         await self.refresh()
 
     async def scan_store(self) -> None:
-        known = (await self.db.snapshot(include_deleted=True)).versions
+        known = (await self._db.snapshot(include_deleted=True)).versions
         problems: dict[str, dict[int, str]] = {}
         for name, versions in (await self._store.list_models()).items():
             try:
@@ -86,13 +86,17 @@ class CatalogSync:
         if row is None:
             # Another replica scanning the same store at the same moment may register it
             # first; that is the same version, not a conflict.
-            await self.db.ensure_version(name, version, manifest, files)
+            await self._db.ensure_version(name, version, manifest, files)
         else:
-            await self.db.update_manifest(name, version, manifest, files)
+            await self._db.update_manifest(name, version, manifest, files)
+
+    async def stored(self) -> CatalogSnapshot:
+        """The database's catalogue as it is now (not this replica's copy of it)."""
+        return await self._db.snapshot()
 
     async def refresh(self) -> None:
         async with self._lock:
-            snapshot = await self.db.snapshot()
+            snapshot = await self._db.snapshot()
             aliases = await self._safe_aliases(snapshot)
             self._catalog.replace(self._records(snapshot), aliases)
 
@@ -159,7 +163,7 @@ class CatalogSync:
         ``version`` is None)."""
         check_model_name(name)
         stored = (await self._store.list_models()).get(name, [])
-        known = (await self.db.snapshot()).versions.get(name, {})
+        known = (await self._db.snapshot()).versions.get(name, {})
         if version is None:
             fresh = [v for v in stored if v not in known]
             if not fresh:
@@ -171,7 +175,7 @@ class CatalogSync:
         files = {
             path: info.to_json() for path, info in (await self._store.files(name, version)).items()
         }
-        row = await self.db.register_version(name, version, manifest, files)
+        row = await self._db.register_version(name, version, manifest, files)
         await self.refresh()
         return row
 
@@ -180,7 +184,7 @@ class CatalogSync:
             raise Conflict("an alias cannot be a number: it would shadow a version")
         ref = self._catalog.resolve(name, str(version))
         await self._cache.load(ref)  # the alias flips only once its new version is READY
-        await self.db.set_alias(name, alias, version)
+        await self._db.set_alias(name, alias, version)
         self._catalog.set_alias(name, alias, version)
 
     async def delete_version(self, name: str, version: int) -> None:
@@ -189,7 +193,7 @@ class CatalogSync:
         entry = self._cache.entry(name, version)
         if entry is not None and entry.leases:
             raise Conflict(f"model {name} version {version} is in use by {entry.leases} requests")
-        await self.db.delete_version(name, version)
+        await self._db.delete_version(name, version)
         await self.refresh()
         await self._cache.unload(ref)
 

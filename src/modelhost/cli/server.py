@@ -14,17 +14,17 @@ from types import FrameType
 import uvicorn
 
 from modelhost.app import create_app
+from modelhost.lifecycle import Lifecycle
 from modelhost.observability.logging import configure_logging
-from modelhost.services import Services
 from modelhost.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 class GracefulServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, services: Services, grace: float) -> None:
+    def __init__(self, config: uvicorn.Config, lifecycle: Lifecycle, grace: float) -> None:
         super().__init__(config)
-        self._services = services
+        self._lifecycle = lifecycle
         self._grace = grace
         self._loop: asyncio.AbstractEventLoop | None = None
         self._draining: asyncio.Task[None] | None = None
@@ -40,8 +40,8 @@ class GracefulServer(uvicorn.Server):
         self._draining = self._loop.create_task(self._drain())
 
     async def _drain(self) -> None:
-        log.info("shutting down: refusing new requests, %d in flight", self._services.in_flight)
-        left = await self._services.drain(self._grace)
+        log.info("shutting down: refusing new requests, %d in flight", self._lifecycle.in_flight)
+        left = await self._lifecycle.drain(self._grace)
         if left:
             log.warning("%d requests still running after the %.0fs grace period", left, self._grace)
         self.should_exit = True
@@ -64,4 +64,4 @@ def run_server(settings: Settings) -> None:
         http="httptools",
         timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds)),
     )
-    GracefulServer(config, app.state.services, settings.shutdown_grace_seconds).run()
+    GracefulServer(config, app.state.lifecycle, settings.shutdown_grace_seconds).run()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -63,11 +64,27 @@ def _key(row: Any) -> ApiKey:
     )
 
 
+# Told, after a change that can stop keys from working, which key changed (None: any of them).
+KeysChanged = Callable[[str | None], None]
+
+
 class UserStore:
-    """Reads and writes users and keys; every method is one short transaction."""
+    """Reads and writes users and keys; every method is one short transaction.
+
+    Whoever caches what keys may do (the authenticator) registers with :meth:`on_keys_changed`
+    and is told of every revocation and every user disabled or enabled through this store.
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._listeners: list[KeysChanged] = []
+
+    def on_keys_changed(self, listener: KeysChanged) -> None:
+        self._listeners.append(listener)
+
+    def _keys_changed(self, key_id: str | None) -> None:
+        for listener in self._listeners:
+            listener(key_id)
 
     async def create_user(self, name: str, role: str) -> User:
         if role not in ROLES:
@@ -110,6 +127,7 @@ class UserStore:
             row = result.one_or_none()
         if row is None:
             raise NotFound(f"no user named {name!r}")
+        self._keys_changed(None)  # every key of the user
         return _user(row)
 
     async def add_key(
@@ -163,6 +181,7 @@ class UserStore:
                 row = existing.one_or_none()
         if row is None:
             raise NotFound(f"no API key {key_id!r}")
+        self._keys_changed(key_id)
         return _key(row)
 
     async def key_with_owner(self, key_id: str) -> tuple[ApiKey, User] | None:

@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from modelhost.auth.principal import ANONYMOUS_ADMIN, Principal
+from modelhost.auth.principal import NOBODY, Principal
 from modelhost.auth.quotas import Quotas
 from modelhost.cache.loader import LoadedModel
 from modelhost.cache.model_cache import ModelCache
@@ -19,6 +19,20 @@ from modelhost.inference.batching import ModelScheduler
 from modelhost.inference.types import InferenceRequest, InferenceResponse, Tensor
 from modelhost.inference.validation import check_inputs, check_requested
 from modelhost.observability.metrics import Metrics
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSnapshot:
+    """One loaded model version's queue, as it is now."""
+
+    name: str
+    version: int
+    depth: int
+    capacity: int  # the manifest's max_queue_size
+    batches: int
+    requests: int
+    expired: int
+    rejected: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +70,7 @@ class InferenceService:
         """The model version a request names (raises 404/400 before its body is read)."""
         return self._catalog.resolve(name, version)
 
-    def check_room(self, ref: ModelRef, principal: Principal = ANONYMOUS_ADMIN) -> None:
+    def check_room(self, ref: ModelRef, principal: Principal = NOBODY) -> None:
         """Refuse at once (503) if the model's queue is full and ``principal`` holds its share
         of it, before the request's body is even read."""
         entry = self._cache.entry(ref.name, ref.version)
@@ -70,8 +84,10 @@ class InferenceService:
         request: InferenceRequest,
         *,
         timeout: float | None = None,
-        principal: Principal = ANONYMOUS_ADMIN,
+        principal: Principal = NOBODY,
     ) -> InferenceOutcome:
+        """Serve ``request`` for ``principal``; with no principal given, the caller is nobody
+        and may use no model (access fails closed)."""
         principal.require_model(request.model_name)
         ref = self._catalog.resolve(request.model_name, request.model_version)
         # Everything about the request is checked before it can cause a load.
@@ -105,8 +121,21 @@ class InferenceService:
             )
         return scheduler
 
-    def schedulers(self) -> list[tuple[LoadedModel, ModelScheduler]]:
-        return list(self._schedulers.items())
+    def queues(self) -> list[QueueSnapshot]:
+        """Every loaded model version's queue: its depth and its counters since it loaded."""
+        return [
+            QueueSnapshot(
+                name=model.ref.name,
+                version=model.ref.version,
+                depth=scheduler.queue_depth,
+                capacity=model.manifest.max_queue_size,
+                batches=scheduler.stats.batches,
+                requests=scheduler.stats.requests,
+                expired=scheduler.stats.expired,
+                rejected=scheduler.stats.rejected,
+            )
+            for model, scheduler in list(self._schedulers.items())
+        ]
 
 
 def tenant_of(principal: Principal) -> Hashable:

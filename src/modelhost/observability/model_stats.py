@@ -17,10 +17,9 @@ from typing import Any
 from prometheus_client import Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
-from modelhost.cache.loader import LoadedModel
 from modelhost.cache.model_cache import ModelCache
 from modelhost.catalog.model_catalog import ModelCatalog
-from modelhost.inference.batching import ModelScheduler
+from modelhost.inference.service import QueueSnapshot
 from modelhost.observability.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, LOAD_BUCKETS, Metrics
 
 Key = tuple[str, str]  # (model, version) as the metrics label them
@@ -83,7 +82,7 @@ def model_stats(
     metrics: Metrics,
     catalog: ModelCatalog,
     cache: ModelCache,
-    schedulers: list[tuple[LoadedModel, ModelScheduler]],
+    queues: list[QueueSnapshot],
 ) -> dict[str, Any]:
     """Every model version the server knows or served: state, memory, traffic, queue, batches,
     loads."""
@@ -95,7 +94,7 @@ def model_stats(
     latency = _histograms(metrics.request_duration, LATENCY_BUCKETS)
     batches = _histograms(metrics.batch_size, BATCH_BUCKETS)
     loads = _histograms(metrics.load_duration, LOAD_BUCKETS, phase="total")
-    queues = {(m.ref.name, str(m.ref.version)): (m, s) for m, s in schedulers}
+    by_model = {(queue.name, str(queue.version)): queue for queue in queues}
     entries = {(e.name, str(e.version)): e for e in cache.entries()}
     known = {
         (name, str(record.version))
@@ -109,7 +108,7 @@ def model_stats(
         if not key[1]:
             continue  # requests for names that resolved to no model
         entry = entries.get(key)
-        queued = queues.get(key)
+        queued = by_model.get(key)
         resident = entry.model if entry is not None else None
         idle = cache.seconds_since_use(entry) if entry is not None else None
         models.append(
@@ -127,11 +126,11 @@ def model_stats(
                 "queue": None
                 if queued is None
                 else {
-                    "depth": queued[1].queue_depth,
-                    "capacity": queued[0].manifest.max_queue_size,
-                    "batches": queued[1].stats.batches,
-                    "rejected": queued[1].stats.rejected,
-                    "expired": queued[1].stats.expired,
+                    "depth": queued.depth,
+                    "capacity": queued.capacity,
+                    "batches": queued.batches,
+                    "rejected": queued.rejected,
+                    "expired": queued.expired,
                 },
                 "loads": (loads.get(key) or _Histogram(LOAD_BUCKETS)).to_json(),
                 "last_load": None

@@ -16,43 +16,40 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modelhost.api.deps import principal_of
-from modelhost.api.metering import RequestMeter
-from modelhost.api.requests import read_json_object, request_timeout, services_of
+from modelhost.api.metered import MeteredEndpoint
+from modelhost.api.requests import read_json_object, request_timeout
 from modelhost.api.responses import json_response
-from modelhost.auth.principal import Principal
-from modelhost.errors import BadRequest, ModelhostError
+from modelhost.errors import BadRequest
+from modelhost.inference.service import InferenceService
 from modelhost.inference.types import InferenceRequest, RequestedOutput, Tensor
 from modelhost.manifest import Manifest
-from modelhost.services import Services
+from modelhost.observability.metering import Metering, RequestMeter
 
 TOKEN_COUNT_OUTPUT = "token_count"
 
 
-async def embeddings(request: Request) -> Response:
-    services = services_of(request)
-    principal = principal_of(request)
-    meter = RequestMeter.start(services, principal, "embeddings", "")
-    try:
-        response = await _embeddings(request, services, principal, meter)
-    except ModelhostError as exc:
-        meter.status = exc.status
-        raise
-    finally:
-        meter.finish()
-    meter.status, meter.bytes_out = 200, len(response.body)
-    return response
+def routes(inference: InferenceService, metering: Metering, max_request_bytes: int) -> list[Route]:
+    async def embeddings(request: Request, meter: RequestMeter) -> Response:
+        return await _embeddings(request, meter, inference, max_request_bytes)
+
+    return [
+        Route(
+            "/v1/embeddings",
+            MeteredEndpoint("embeddings", embeddings, metering),
+            methods=["POST"],
+        )
+    ]
 
 
 async def _embeddings(
-    request: Request, services: Services, principal: Principal, meter: RequestMeter
+    request: Request, meter: RequestMeter, inference: InferenceService, max_request_bytes: int
 ) -> Response:
-    body = await read_json_object(request, services.settings.max_request_bytes)
-    meter.bytes_in = int(request.headers.get("content-length") or 0)
+    principal = meter.principal
+    body = await read_json_object(request, max_request_bytes)
     name = body.get("model")
     if not isinstance(name, str) or not name:
         raise BadRequest("'model' must name an embedding model")
-    meter.model = name[:128]
+    meter.name_model(name)
     principal.require_model(name)
     texts = _texts(body.get("input"))
     encoding = body.get("encoding_format", "float")
@@ -60,7 +57,7 @@ async def _embeddings(
         raise BadRequest("'encoding_format' must be 'float' or 'base64'")
     if body.get("dimensions") is not None:
         raise BadRequest("'dimensions' is not supported: the model's size is fixed")
-    ref = services.inference.resolve(name, None)
+    ref = inference.resolve(name, None)
     meter.version = ref.version
     manifest = ref.manifest
     _check_embedding_model(name, manifest)
@@ -70,9 +67,7 @@ async def _embeddings(
     timeout = request_timeout(request, {})
     outcomes = await asyncio.gather(
         *(
-            services.inference.infer(
-                _request(name, manifest, chunk), timeout=timeout, principal=principal
-            )
+            inference.infer(_request(name, manifest, chunk), timeout=timeout, principal=principal)
             for chunk in chunks
         )
     )
@@ -133,6 +128,3 @@ def _encode(vector: np.ndarray, encoding: str) -> Any:
     if encoding == "base64":
         return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
     return vector
-
-
-routes = [Route("/v1/embeddings", embeddings, methods=["POST"])]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 
 from starlette.requests import Request
@@ -9,50 +10,54 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modelhost.api.deps import principal_of
-from modelhost.api.requests import services_of
 from modelhost.api.responses import json_response
 from modelhost.cache.memory import process_rss
+from modelhost.cache.snapshot import CacheSnapshot
+from modelhost.inference.service import QueueSnapshot
 
 
-async def cache_state(request: Request) -> Response:
-    principal_of(request).require_admin()
-    services = services_of(request)
-    cache = services.cache
-    queues = {
-        model.ref.key: {
-            "queue_depth": scheduler.queue_depth,
-            "batches": scheduler.stats.batches,
-            "requests": scheduler.stats.requests,
-            "expired": scheduler.stats.expired,
-            "rejected": scheduler.stats.rejected,
+def routes(
+    cache: Callable[[], CacheSnapshot], queues: Callable[[], list[QueueSnapshot]]
+) -> list[Route]:
+    """``cache`` and ``queues`` say how things are now (the cache's and the data plane's)."""
+
+    async def cache_state(request: Request) -> Response:
+        principal_of(request).require_admin()
+        snapshot = cache()
+        by_model = {
+            (queue.name, queue.version): {
+                "queue_depth": queue.depth,
+                "batches": queue.batches,
+                "requests": queue.requests,
+                "expired": queue.expired,
+                "rejected": queue.rejected,
+            }
+            for queue in queues()
         }
-        for model, scheduler in services.inference.schedulers()
-    }
-    models = [
-        {
-            "name": entry.name,
-            "version": str(entry.version),
-            "state": entry.state.value,
-            "reason": entry.reason,
-            "footprint_bytes": entry.footprint,
-            "measured_bytes": entry.known_size,
-            "leases": entry.leases,
-            "pinned": entry.pinned,
-            "scheduler": queues.get(entry.ref.key),
-        }
-        for entry in cache.entries()
-    ]
-    return json_response(
-        {
-            "budget_bytes": cache.budget,
-            "used_bytes": cache.used_bytes,
-            "freeing_bytes": cache.freeing_bytes,
-            "reserved_bytes": cache.reserved_bytes,
-            "process_rss_bytes": process_rss(),
-            "stats": asdict(cache.stats),
-            "models": models,
-        }
-    )
+        models = [
+            {
+                "name": model.name,
+                "version": str(model.version),
+                "state": model.state.value,
+                "reason": model.reason,
+                "footprint_bytes": model.footprint_bytes,
+                "measured_bytes": model.measured_bytes,
+                "leases": model.leases,
+                "pinned": model.pinned,
+                "scheduler": by_model.get((model.name, model.version)),
+            }
+            for model in snapshot.models
+        ]
+        return json_response(
+            {
+                "budget_bytes": snapshot.budget_bytes,
+                "used_bytes": snapshot.used_bytes,
+                "freeing_bytes": snapshot.freeing_bytes,
+                "reserved_bytes": snapshot.reserved_bytes,
+                "process_rss_bytes": process_rss(),
+                "stats": asdict(snapshot.stats),
+                "models": models,
+            }
+        )
 
-
-routes = [Route("/api/v1/cache", cache_state, methods=["GET"])]
+    return [Route("/api/v1/cache", cache_state, methods=["GET"])]

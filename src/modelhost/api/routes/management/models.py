@@ -7,42 +7,52 @@ from datetime import timedelta
 
 from fastapi import APIRouter
 
-from modelhost.api.deps import AdminDep, PrincipalDep, ServicesDep
+from modelhost.api.deps import (
+    AdminDep,
+    CatalogDep,
+    CatalogSyncDep,
+    ModelCacheDep,
+    PrincipalDep,
+)
 from modelhost.api.schemas import AliasUpdate, ModelPublic, VersionCreate, VersionPublic
-from modelhost.cache.entry import ModelState
+from modelhost.cache.model_cache import ModelCache
+from modelhost.catalog.model_catalog import ModelCatalog
+from modelhost.catalog.sync import CatalogSync
 from modelhost.db.catalog import VersionRow
 from modelhost.db.timestamps import utcnow
-from modelhost.services import Services
 
 router = APIRouter(prefix="/models", tags=["models"])
 
 
-def _version(services: Services, row: VersionRow) -> VersionPublic:
-    entry = services.cache.entry(row.name, row.version)
-    idle = services.cache.seconds_since_use(entry) if entry else None
+def _version(cache: ModelCache, row: VersionRow) -> VersionPublic:
+    state, reason = cache.status(row.name, row.version)
+    seen = cache.describe(row.name, row.version)
+    idle = seen.idle_seconds if seen is not None else None
     return VersionPublic(
         version=row.version,
         runtime=row.runtime,
-        state=(entry.state if entry else ModelState.UNAVAILABLE).value,
-        reason=entry.reason if entry else "not loaded",
+        state=state.value,
+        reason=reason,
         size_bytes=row.size_bytes,
         files=row.files,
         created_at=row.created_at,
         pinned=bool(row.manifest.get("pinned")),
-        memory_bytes=(entry.footprint or entry.known_size) if entry else None,
+        memory_bytes=(seen.footprint_bytes or seen.measured_bytes) if seen is not None else None,
         last_used_at=utcnow() - timedelta(seconds=idle) if idle is not None else None,
     )
 
 
-async def _models(services: Services, only: str | None = None) -> list[ModelPublic]:
-    snapshot = await services.sync.db.snapshot()
+async def _models(
+    sync: CatalogSync, cache: ModelCache, catalog: ModelCatalog, only: str | None = None
+) -> list[ModelPublic]:
+    snapshot = await sync.stored()
     names = [only] if only is not None else sorted(snapshot.versions)
     if only is not None and only not in snapshot.versions:
-        services.catalog.resolve(only)  # the same 400/404 as everywhere else
+        catalog.resolve(only)  # the same 400/404 as everywhere else
     return [
         ModelPublic(
             name=name,
-            versions=[_version(services, row) for row in snapshot.versions[name].values()],
+            versions=[_version(cache, row) for row in snapshot.versions[name].values()],
             aliases=snapshot.aliases.get(name, {}),
         )
         for name in names
@@ -50,37 +60,49 @@ async def _models(services: Services, only: str | None = None) -> list[ModelPubl
 
 
 @router.get("")
-async def list_models(services: ServicesDep, _: PrincipalDep) -> list[ModelPublic]:
-    return await _models(services)
+async def list_models(
+    sync: CatalogSyncDep, cache: ModelCacheDep, catalog: CatalogDep, _: PrincipalDep
+) -> list[ModelPublic]:
+    return await _models(sync, cache, catalog)
 
 
 @router.get("/{name}")
-async def get_model(name: str, services: ServicesDep, _: PrincipalDep) -> ModelPublic:
-    return (await _models(services, name))[0]
+async def get_model(
+    name: str, sync: CatalogSyncDep, cache: ModelCacheDep, catalog: CatalogDep, _: PrincipalDep
+) -> ModelPublic:
+    return (await _models(sync, cache, catalog, name))[0]
 
 
 @router.get("/{name}/versions")
-async def list_versions(name: str, services: ServicesDep, _: PrincipalDep) -> list[VersionPublic]:
-    return (await _models(services, name))[0].versions
+async def list_versions(
+    name: str, sync: CatalogSyncDep, cache: ModelCacheDep, catalog: CatalogDep, _: PrincipalDep
+) -> list[VersionPublic]:
+    return (await _models(sync, cache, catalog, name))[0].versions
 
 
 @router.post("/{name}/versions", status_code=201)
 async def register_version(
-    name: str, body: VersionCreate, services: ServicesDep, _: AdminDep
+    name: str, body: VersionCreate, sync: CatalogSyncDep, cache: ModelCacheDep, _: AdminDep
 ) -> VersionPublic:
-    row = await services.sync.register_version(name, body.version)
-    return _version(services, row)
+    row = await sync.register_version(name, body.version)
+    return _version(cache, row)
 
 
 @router.put("/{name}/aliases/{alias}")
 async def move_alias(
-    name: str, alias: str, body: AliasUpdate, services: ServicesDep, _: AdminDep
+    name: str,
+    alias: str,
+    body: AliasUpdate,
+    sync: CatalogSyncDep,
+    cache: ModelCacheDep,
+    catalog: CatalogDep,
+    _: AdminDep,
 ) -> ModelPublic:
     """Point ``alias`` at a version. The version loads first; the alias flips once it is READY."""
-    await services.sync.move_alias(name, alias, body.version)
-    return (await _models(services, name))[0]
+    await sync.move_alias(name, alias, body.version)
+    return (await _models(sync, cache, catalog, name))[0]
 
 
 @router.delete("/{name}/versions/{version}", status_code=204)
-async def delete_version(name: str, version: int, services: ServicesDep, _: AdminDep) -> None:
-    await services.sync.delete_version(name, version)
+async def delete_version(name: str, version: int, sync: CatalogSyncDep, _: AdminDep) -> None:
+    await sync.delete_version(name, version)

@@ -8,10 +8,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from modelhost.api.deps import AdminDep, PrincipalDep, ServicesDep
+from modelhost.api.deps import AdminDep, PrincipalDep, UsageDep, UsersDep
 from modelhost.api.schemas import ModelUsage, UsagePage, UsagePublic
+from modelhost.db.usage import UsageStore
 from modelhost.errors import NotFound
-from modelhost.services import Services
 
 router = APIRouter(tags=["usage"])
 
@@ -26,9 +26,9 @@ class UsageQuery:
     limit: Annotated[int, Query(ge=1, le=1000)] = 100
     before_id: int | None = None
 
-    async def page(self, services: Services, user_id: int | None) -> UsagePage:
+    async def page(self, usage: UsageStore, user_id: int | None) -> UsagePage:
         """Newest first; ``next_before_id`` continues where this page ends."""
-        rows = await services.usage.records(
+        rows = await usage.records(
             user_id=user_id,
             model=self.model,
             since=self.since,
@@ -45,29 +45,29 @@ QueryDep = Annotated[UsageQuery, Depends()]
 
 
 @router.get("/me/usage")
-async def my_usage(services: ServicesDep, principal: PrincipalDep, query: QueryDep) -> UsagePage:
+async def my_usage(store: UsageDep, principal: PrincipalDep, query: QueryDep) -> UsagePage:
     """Your own requests, newest first."""
     if principal.user_id is None:
         raise NotFound("anonymous callers (auth disabled) have no usage history of their own")
-    return await query.page(services, principal.user_id)
+    return await query.page(store, principal.user_id)
 
 
 @router.get("/usage")
 async def usage(
-    services: ServicesDep, _: AdminDep, query: QueryDep, user: str | None = None
+    store: UsageDep, users: UsersDep, _: AdminDep, query: QueryDep, user: str | None = None
 ) -> UsagePage:
     """Anyone's requests (admins)."""
-    user_id = (await services.users.user(user)).id if user is not None else None
-    return await query.page(services, user_id)
+    user_id = (await users.user(user)).id if user is not None else None
+    return await query.page(store, user_id)
 
 
 @router.get("/usage/summary")
 async def usage_summary(
-    services: ServicesDep,
+    store: UsageDep,
     _: AdminDep,
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> list[ModelUsage]:
     """Requests, errors, mean latency and bytes per model (admins)."""
-    rows = await services.usage.summary(since=since, until=until)
+    rows = await store.summary(since=since, until=until)
     return [ModelUsage(**vars(row)) for row in rows]

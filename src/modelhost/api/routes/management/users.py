@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from modelhost.api.deps import AdminDep, ServicesDep
+from modelhost.api.deps import AdminDep, UsersDep
 from modelhost.api.schemas import (
     KeyCreate,
     KeyCreated,
@@ -14,8 +14,7 @@ from modelhost.api.schemas import (
     UserUpdate,
 )
 from modelhost.auth.keys import new_key
-from modelhost.db.users import ApiKey, User
-from modelhost.services import Services
+from modelhost.db.users import ApiKey, User, UserStore
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -43,10 +42,10 @@ def _key(key: ApiKey) -> KeyPublic:
     )
 
 
-async def issue_key(services: Services, user: User, spec: KeyCreate) -> KeyCreated:
+async def issue_key(users: UserStore, user: User, spec: KeyCreate) -> KeyCreated:
     """Make a key for ``user``; the whole key is in the answer and nowhere else."""
     key_id, secret_hash, whole = new_key()
-    key = await services.users.add_key(
+    key = await users.add_key(
         user,
         key_id=key_id,
         secret_hash=secret_hash,
@@ -60,39 +59,33 @@ async def issue_key(services: Services, user: User, spec: KeyCreate) -> KeyCreat
 
 
 @router.post("", status_code=201)
-async def create_user(body: UserCreate, services: ServicesDep, _: AdminDep) -> UserPublic:
-    return _user(await services.users.create_user(body.name, body.role))
+async def create_user(body: UserCreate, users: UsersDep, _: AdminDep) -> UserPublic:
+    return _user(await users.create_user(body.name, body.role))
 
 
 @router.get("")
-async def list_users(services: ServicesDep, _: AdminDep) -> list[UserPublic]:
-    return [_user(user) for user in await services.users.users()]
+async def list_users(users: UsersDep, _: AdminDep) -> list[UserPublic]:
+    return [_user(user) for user in await users.users()]
 
 
 @router.patch("/{name}")
-async def update_user(
-    name: str, body: UserUpdate, services: ServicesDep, _: AdminDep
-) -> UserPublic:
-    user = await services.users.set_disabled(name, body.disabled)
-    if services.authenticator is not None:
-        services.authenticator.forget()  # a disabled user's keys stop working here at once
+async def update_user(name: str, body: UserUpdate, users: UsersDep, _: AdminDep) -> UserPublic:
+    user = await users.set_disabled(name, body.disabled)
     return _user(user)
 
 
 @router.post("/{name}/keys", status_code=201)
-async def create_key(name: str, body: KeyCreate, services: ServicesDep, _: AdminDep) -> KeyCreated:
-    return await issue_key(services, await services.users.user(name), body)
+async def create_key(name: str, body: KeyCreate, users: UsersDep, _: AdminDep) -> KeyCreated:
+    return await issue_key(users, await users.user(name), body)
 
 
 @router.get("/{name}/keys")
-async def list_keys(name: str, services: ServicesDep, _: AdminDep) -> list[KeyPublic]:
-    return [_key(key) for key in await services.users.keys(await services.users.user(name))]
+async def list_keys(name: str, users: UsersDep, _: AdminDep) -> list[KeyPublic]:
+    return [_key(key) for key in await users.keys(await users.user(name))]
 
 
 @router.delete("/{name}/keys/{key_id}")
-async def revoke_key(name: str, key_id: str, services: ServicesDep, _: AdminDep) -> KeyPublic:
-    await services.users.user(name)
-    key = await services.users.revoke_key(key_id)
-    if services.authenticator is not None:
-        services.authenticator.forget(key_id)
+async def revoke_key(name: str, key_id: str, users: UsersDep, _: AdminDep) -> KeyPublic:
+    await users.user(name)
+    key = await users.revoke_key(key_id)
     return _key(key)

@@ -8,8 +8,8 @@ from starlette.routing import Route
 
 from modelhost import __version__
 from modelhost.api.errors import error_response
-from modelhost.api.requests import services_of
 from modelhost.api.responses import json_response
+from modelhost.lifecycle import Lifecycle
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "model_configuration"]
 
@@ -18,18 +18,18 @@ async def live(request: Request) -> Response:
     return json_response({"live": True})
 
 
-async def ready(request: Request) -> Response:
-    if not services_of(request).ready:
-        return error_response(503, "the server is not ready", "not_ready")
-    return json_response({"ready": True})
-
-
 async def server_metadata(request: Request) -> Response:
     return json_response({"name": "modelhost", "version": __version__, "extensions": EXTENSIONS})
 
 
-routes = [
-    Route("/v2/health/live", live, methods=["GET"]),
-    Route("/v2/health/ready", ready, methods=["GET"]),
-    Route("/v2", server_metadata, methods=["GET"]),
-]
+def routes(lifecycle: Lifecycle) -> list[Route]:
+    async def ready(request: Request) -> Response:
+        if not lifecycle.ready:
+            return error_response(503, "the server is not ready", "not_ready")
+        return json_response({"ready": True})
+
+    return [
+        Route("/v2/health/live", live, methods=["GET"]),
+        Route("/v2/health/ready", ready, methods=["GET"]),
+        Route("/v2", server_metadata, methods=["GET"]),
+    ]

@@ -7,30 +7,27 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modelhost.api.codec import HEADER_LENGTH, decode_request, encode_response
-from modelhost.api.deps import principal_of
-from modelhost.api.metering import RequestMeter
-from modelhost.api.requests import header_int, read_body, request_timeout, services_of
-from modelhost.errors import ModelhostError
+from modelhost.api.metered import MeteredEndpoint
+from modelhost.api.requests import header_int, read_body, request_timeout
+from modelhost.inference.service import InferenceService
+from modelhost.observability.metering import Metering, RequestMeter
 
 # How many requests ran in the same model call as this one (the console shows it).
 BATCH_SIZE_HEADER = "x-batch-size"
 
 
-async def infer(request: Request) -> Response:
-    services = services_of(request)
-    principal = principal_of(request)
-    name, version = request.path_params["name"], request.path_params.get("version")
-    meter = RequestMeter.start(services, principal, "infer", name)
-    try:
+def routes(inference: InferenceService, metering: Metering, max_request_bytes: int) -> list[Route]:
+    async def infer(request: Request, meter: RequestMeter) -> Response:
+        principal = meter.principal
+        name, version = request.path_params["name"], request.path_params.get("version")
         principal.require_model(name)
         # An unknown model is a 404, and a full queue a 503, whatever the body.
-        ref = services.inference.resolve(name, version)
+        ref = inference.resolve(name, version)
         meter.version = ref.version
-        services.inference.check_room(ref, principal)
-        body = await read_body(request, services.settings.max_request_bytes)
-        meter.bytes_in = len(body)
+        inference.check_room(ref, principal)
+        body = await read_body(request, max_request_bytes)
         inference_request = decode_request(body, header_int(request, HEADER_LENGTH), name, version)
-        outcome = await services.inference.infer(
+        outcome = await inference.infer(
             inference_request,
             timeout=request_timeout(request, inference_request.parameters),
             principal=principal,
@@ -41,16 +38,10 @@ async def infer(request: Request) -> Response:
             outcome.response, inference_request.outputs, binary_default
         )
         headers[BATCH_SIZE_HEADER] = str(outcome.batch_size)
-        meter.status, meter.bytes_out = 200, len(content)
         return Response(content, headers=headers)
-    except ModelhostError as exc:
-        meter.status = exc.status
-        raise
-    finally:
-        meter.finish()
 
-
-routes = [
-    Route("/v2/models/{name}/infer", infer, methods=["POST"]),
-    Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
-]
+    endpoint = MeteredEndpoint("infer", infer, metering)
+    return [
+        Route("/v2/models/{name}/infer", endpoint, methods=["POST"]),
+        Route("/v2/models/{name}/versions/{version}/infer", endpoint, methods=["POST"]),
+    ]

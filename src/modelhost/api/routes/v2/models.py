@@ -9,9 +9,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modelhost.api.errors import error_response
-from modelhost.api.requests import services_of
 from modelhost.api.responses import json_response
 from modelhost.cache.entry import ModelState
+from modelhost.catalog.model_catalog import ModelCatalog
+from modelhost.inference.repository_extension import RepositoryService
 from modelhost.manifest import TensorSpec
 
 # What Triton users see as a model's "platform".
@@ -28,45 +29,40 @@ def _tensor(spec: TensorSpec) -> dict[str, Any]:
     return {"name": spec.name, "datatype": spec.datatype, "shape": list(spec.shape)}
 
 
-async def model_metadata(request: Request) -> Response:
-    catalog = services_of(request).catalog
-    name = request.path_params["name"]
-    ref = catalog.resolve(name, request.path_params.get("version"))
-    versions = [str(r.version) for r in catalog.versions(name) if r.manifest is not None]
-    manifest = ref.manifest
-    return json_response(
-        {
-            "name": ref.name,
-            "versions": versions,
-            "platform": PLATFORMS[manifest.runtime],
-            "inputs": [_tensor(spec) for spec in manifest.inputs],
-            "outputs": [_tensor(spec) for spec in manifest.outputs],
-        }
-    )
+def routes(catalog: ModelCatalog, repository: RepositoryService) -> list[Route]:
+    async def model_metadata(request: Request) -> Response:
+        name = request.path_params["name"]
+        ref = catalog.resolve(name, request.path_params.get("version"))
+        versions = [str(r.version) for r in catalog.versions(name) if r.manifest is not None]
+        manifest = ref.manifest
+        return json_response(
+            {
+                "name": ref.name,
+                "versions": versions,
+                "platform": PLATFORMS[manifest.runtime],
+                "inputs": [_tensor(spec) for spec in manifest.inputs],
+                "outputs": [_tensor(spec) for spec in manifest.outputs],
+            }
+        )
 
+    async def model_ready(request: Request) -> Response:
+        name, version = request.path_params["name"], request.path_params.get("version")
+        state = repository.state(name, version)
+        if state is not ModelState.READY:
+            # The protocol: 200 means ready, a 4xx means not ready.
+            return error_response(400, f"model {name!r} is not ready ({state.value})", "not_ready")
+        return json_response({"name": name, "ready": True})
 
-async def model_ready(request: Request) -> Response:
-    name, version = request.path_params["name"], request.path_params.get("version")
-    state = services_of(request).repository.state(name, version)
-    if state is not ModelState.READY:
-        # The protocol: 200 means ready, a 4xx means not ready.
-        return error_response(400, f"model {name!r} is not ready ({state.value})", "not_ready")
-    return json_response({"name": name, "ready": True})
+    async def model_config(request: Request) -> Response:
+        ref = catalog.resolve(request.path_params["name"], request.path_params.get("version"))
+        config = ref.manifest.model_dump(mode="json", exclude_none=True)
+        return json_response({"name": ref.name, "version": str(ref.version), **config})
 
-
-async def model_config(request: Request) -> Response:
-    ref = services_of(request).catalog.resolve(
-        request.path_params["name"], request.path_params.get("version")
-    )
-    config = ref.manifest.model_dump(mode="json", exclude_none=True)
-    return json_response({"name": ref.name, "version": str(ref.version), **config})
-
-
-routes = [
-    Route("/v2/models/{name}", model_metadata, methods=["GET"]),
-    Route("/v2/models/{name}/versions/{version}", model_metadata, methods=["GET"]),
-    Route("/v2/models/{name}/ready", model_ready, methods=["GET"]),
-    Route("/v2/models/{name}/versions/{version}/ready", model_ready, methods=["GET"]),
-    Route("/v2/models/{name}/config", model_config, methods=["GET"]),
-    Route("/v2/models/{name}/versions/{version}/config", model_config, methods=["GET"]),
-]
+    return [
+        Route("/v2/models/{name}", model_metadata, methods=["GET"]),
+        Route("/v2/models/{name}/versions/{version}", model_metadata, methods=["GET"]),
+        Route("/v2/models/{name}/ready", model_ready, methods=["GET"]),
+        Route("/v2/models/{name}/versions/{version}/ready", model_ready, methods=["GET"]),
+        Route("/v2/models/{name}/config", model_config, methods=["GET"]),
+        Route("/v2/models/{name}/versions/{version}/config", model_config, methods=["GET"]),
+    ]

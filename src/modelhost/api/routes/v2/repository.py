@@ -10,34 +10,40 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modelhost.api.deps import principal_of
-from modelhost.api.requests import read_json_object, services_of
+from modelhost.api.requests import read_json_object
 from modelhost.api.responses import json_response
 from modelhost.errors import BadRequest
+from modelhost.inference.repository_extension import RepositoryService
 
 _CONTROL_BODY_LIMIT = 1 << 20
 
 
-async def index(request: Request) -> Response:
-    body = await read_json_object(request, _CONTROL_BODY_LIMIT)
-    ready_only = body.get("ready", False)
-    if not isinstance(ready_only, bool):
-        raise BadRequest("'ready' must be true or false")
-    entries = await services_of(request).repository.index(ready_only=ready_only)
-    return json_response([asdict(entry) for entry in entries])
+def routes(repository: RepositoryService) -> list[Route]:
+    async def index(request: Request) -> Response:
+        body = await read_json_object(request, _CONTROL_BODY_LIMIT)
+        ready_only = body.get("ready", False)
+        if not isinstance(ready_only, bool):
+            raise BadRequest("'ready' must be true or false")
+        entries = await repository.index(ready_only=ready_only)
+        return json_response([asdict(entry) for entry in entries])
 
+    async def load(request: Request) -> Response:
+        principal_of(request).require_admin()
+        version = await _version_parameter(request)
+        await repository.load(request.path_params["name"], version)
+        return json_response({})
 
-async def load(request: Request) -> Response:
-    principal_of(request).require_admin()
-    version = await _version_parameter(request)
-    await services_of(request).repository.load(request.path_params["name"], version)
-    return json_response({})
+    async def unload(request: Request) -> Response:
+        principal_of(request).require_admin()
+        version = await _version_parameter(request)
+        await repository.unload(request.path_params["name"], version)
+        return json_response({})
 
-
-async def unload(request: Request) -> Response:
-    principal_of(request).require_admin()
-    version = await _version_parameter(request)
-    await services_of(request).repository.unload(request.path_params["name"], version)
-    return json_response({})
+    return [
+        Route("/v2/repository/index", index, methods=["POST"]),
+        Route("/v2/repository/models/{name}/load", load, methods=["POST"]),
+        Route("/v2/repository/models/{name}/unload", unload, methods=["POST"]),
+    ]
 
 
 async def _version_parameter(request: Request) -> str | None:
@@ -51,10 +57,3 @@ async def _version_parameter(request: Request) -> str | None:
     if version is not None and not isinstance(version, str | int):
         raise BadRequest("parameters.version must be a string or an integer")
     return None if version is None else str(version)
-
-
-routes = [
-    Route("/v2/repository/index", index, methods=["POST"]),
-    Route("/v2/repository/models/{name}/load", load, methods=["POST"]),
-    Route("/v2/repository/models/{name}/unload", unload, methods=["POST"]),
-]

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from modelhost.auth.authenticator import Authenticator
 from modelhost.auth.quotas import Limits, LocalQuotas, Quotas, RedisQuotas
+from modelhost.cache.eviction import make_policy
 from modelhost.cache.loader import LoadedModel, ModelLoader
 from modelhost.cache.memory import process_rss
 from modelhost.cache.model_cache import ModelCache
@@ -196,6 +197,7 @@ def build_services(settings: Settings) -> Services:
         retry_initial=settings.load_retry_initial_seconds,
         retry_max=settings.load_retry_max_seconds,
         on_loaded=record_load,
+        policy=make_policy(settings.eviction_policy),
     )
     sync = CatalogSync(store, CatalogStore(engine), catalog, cache)
     users = UserStore(engine)

@@ -75,6 +75,12 @@ class Settings(BaseSettings):
         description="Bytes resident models may hold together: a size, 'auto' (the container's "
         "memory limit less headroom for the process) or a percentage of that limit.",
     )
+    eviction_policy: Literal["lru", "cost-aware"] = Field(
+        default="lru",
+        description="Which idle models go first when a load needs memory: 'lru' (least "
+        "recently used) or 'cost-aware' (cheapest to reload per byte, weighed by recent "
+        "requests: GreedyDual-Size-Frequency).",
+    )
     idle_unload_seconds: float | None = Field(
         default=None, gt=0, description="Unload a model nobody used for this long; unset: never."
     )

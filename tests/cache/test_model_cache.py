@@ -4,66 +4,14 @@ test controls: races that are hard to time through HTTP."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
 
 import pytest
 
 from modelhost.cache.entry import ModelState
-from modelhost.cache.loader import LoadedModel
 from modelhost.cache.model_cache import ModelCache
 from modelhost.catalog.model_catalog import ModelRef
 from modelhost.errors import InsufficientMemory, ModelLoadFailed
-from modelhost.manifest import Manifest
-from modelhost.runtimes.pool import InstancePool
-
-T = TypeVar("T")
-MB = 1 << 20
-_EXECUTOR = ThreadPoolExecutor(max_workers=2)
-
-
-def ref(name: str, hint_mb: int = 0) -> ModelRef:
-    manifest = Manifest.model_validate(
-        {
-            "runtime": "python",
-            "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1]}],
-            "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1]}],
-            "memory_bytes": hint_mb * MB,
-        }
-    )
-    return ModelRef(name, 1, manifest)
-
-
-class ScriptedLoader:
-    """Loads take as long as the test says, "allocate" what it says, and fail when told."""
-
-    def __init__(self) -> None:
-        self.sizes: dict[str, int] = {}
-        self.file_size = 1 * MB
-        self.gates: dict[str, asyncio.Event] = {}
-        self.failures: dict[str, Exception] = {}
-        self.loads: list[str] = []
-        self.unloads: list[str] = []
-
-    async def estimate_bytes(self, model: ModelRef) -> int:
-        return model.manifest.memory_bytes or self.file_size
-
-    async def load(self, model: ModelRef) -> LoadedModel:
-        self.loads.append(model.name)
-        if model.name in self.gates:
-            await self.gates[model.name].wait()
-        if model.name in self.failures:
-            raise self.failures[model.name]
-        pool = InstancePool([], 1, _EXECUTOR)
-        return LoadedModel(model, pool, self.sizes.get(model.name, 10 * MB), None, 0.0)
-
-    async def unload(self, model: LoadedModel) -> None:
-        self.unloads.append(model.ref.name)
-
-
-def run(scenario: Callable[[], Awaitable[T]]) -> T:
-    return asyncio.run(scenario())  # type: ignore[arg-type]
+from tests.cache.scripted import MB, ScriptedLoader, ref, run
 
 
 def test_concurrent_acquires_share_one_load_and_cancelled_waiters_let_go() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -134,6 +135,32 @@ def test_usage_inserts_are_idempotent_paged_and_summarized(database_url: str) ->
         summary = {s.model: s for s in await usage.summary()}
         assert summary["a"].requests == 5 and summary["a"].errors == 0
         assert summary["b"].errors == 1 and summary["b"].bytes_in == 100
+
+    with_db(database_url, work)
+
+
+def test_busiest_versions_of_the_last_hour_for_a_warm_restart(database_url: str) -> None:
+    async def work(engine: AsyncEngine) -> None:
+        usage = UsageStore(engine)
+        old = dataclasses.replace(record("stale"), created_at=utcnow() - timedelta(hours=2))
+        v2 = [dataclasses.replace(record("a"), version=2) for _ in range(2)]
+        await usage.insert(
+            [record("a") for _ in range(3)]
+            + v2
+            + [record("b") for _ in range(4)]
+            + [record("c", status=503) for _ in range(9)]  # refused: no demand served
+            + [dataclasses.replace(record("d"), version=None)]  # never resolved to a version
+            + [old]
+        )
+        hour_ago = utcnow() - timedelta(hours=1)
+        busiest = await usage.busiest_versions(since=hour_ago, models=frozenset({"a", "b", "d"}))
+        assert [(d.model, d.version, d.requests) for d in busiest] == [
+            ("b", 1, 4),
+            ("a", 1, 3),
+            ("a", 2, 2),
+        ]
+        only_a = await usage.busiest_versions(since=hour_ago, models=frozenset({"a"}), limit=1)
+        assert [(d.model, d.version) for d in only_a] == [("a", 1)]
 
     with_db(database_url, work)
 

@@ -2,9 +2,10 @@
 
 A request takes a *lease* on a model version. A resident model leases at once; otherwise the
 first request starts the one load that every later request for the same version waits on.
-Before a load, room is made for its estimated size by evicting the least recently used models
-that nobody leases; after it, the model is charged what the load measurably added to the
-process. A leased model is never unloaded; a pinned one is never evicted.
+Before a load, room is made for its estimated size by evicting models that nobody leases, in
+the order the eviction policy ranks them (:mod:`cache.eviction`: least recently used, or
+cheapest to reload per byte); after it, the model is charged what the load measurably added to
+the process. A leased model is never unloaded; a pinned one is never evicted.
 
 All bookkeeping happens on the event loop, with no ``await`` between a check and the change it
 guards, so the state machine needs no locks: UNAVAILABLE → LOADING → READY → UNLOADING →
@@ -23,13 +24,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import replace
 from typing import Any
 
 from modelhost.cache.entry import NOT_LOADED, ModelEntry, ModelState
+from modelhost.cache.eviction import EvictionPolicy, LruPolicy
 from modelhost.cache.loader import LoadedModel, Loader
 from modelhost.cache.snapshot import CacheSnapshot, CacheStats, ModelSnapshot
 from modelhost.catalog.model_catalog import ModelRef
@@ -60,8 +61,10 @@ class ModelCache:
         retry_max: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         on_loaded: Callable[[LoadedModel], None] | None = None,
+        policy: EvictionPolicy[tuple[str, int]] | None = None,
     ) -> None:
         self.budget = budget
+        self.policy: EvictionPolicy[tuple[str, int]] = policy if policy is not None else LruPolicy()
         self.used_bytes = 0
         self.freeing_bytes = 0
         self.reserved_bytes = 0
@@ -72,7 +75,7 @@ class ModelCache:
         self._clock = clock
         self._on_loaded = on_loaded
         self._entries: dict[tuple[str, int], ModelEntry] = {}
-        self._lru: OrderedDict[tuple[str, int], ModelEntry] = OrderedDict()  # READY, oldest first
+        self._resident: dict[tuple[str, int], ModelEntry] = {}  # READY
         # Loads whose size is unknown run one at a time, so what the process grew by is theirs.
         self._size_probe = asyncio.Lock()
         self._loading: set[ModelEntry] = set()
@@ -127,7 +130,7 @@ class ModelCache:
                 raise
             if _is_ready(entry):  # the load finished; our lease kept it from being evicted
                 entry.last_used = self._clock()
-                self._lru.move_to_end(ref.key)
+                self.policy.used(ref.key)
                 return entry
             self.release(entry)
             if entry.error is not None:
@@ -141,7 +144,7 @@ class ModelCache:
     def _lease_ready(self, entry: ModelEntry) -> ModelEntry:
         self._add_lease(entry)
         entry.last_used = self._clock()
-        self._lru.move_to_end(entry.ref.key)
+        self.policy.used(entry.ref.key)
         return entry
 
     @staticmethod
@@ -229,7 +232,7 @@ class ModelCache:
         now = self._clock()
         idle = [
             entry
-            for entry in self._lru.values()
+            for entry in self._resident.values()
             if entry.leases == 0 and not entry.pinned and now - entry.last_used >= idle_seconds
         ]
         for entry in idle:
@@ -282,7 +285,8 @@ class ModelCache:
         entry.model, entry.footprint = model, footprint
         entry.state, entry.reason, entry.error, entry.failures = ModelState.READY, "", None, 0
         entry.last_used = self._clock()
-        self._lru[ref.key] = entry
+        self._resident[ref.key] = entry
+        self.policy.admitted(ref.key, footprint, _reload_seconds(model))
         self.stats.loads += 1
         if self._on_loaded is not None:
             self._on_loaded(model)
@@ -330,7 +334,9 @@ class ModelCache:
                     raise self._no_room(entry, need, held)
                 for victim in victims:
                     self.stats.evictions += 1
-                    self._begin_unload(victim, f"evicted to make room for {entry.ref}")
+                    self._begin_unload(
+                        victim, f"evicted to make room for {entry.ref}", evicted=True
+                    )
             unloading = [
                 e.transition
                 for e in self._entries.values()
@@ -345,9 +351,10 @@ class ModelCache:
     def _pick_victims(self, shortfall: int, exclude: ModelEntry) -> list[ModelEntry] | None:
         victims: list[ModelEntry] = []
         freed = 0
-        for candidate in self._lru.values():  # least recently used first
+        for key in self.policy.eviction_order():  # the first to evict first
             if freed >= shortfall:
                 break
+            candidate = self._resident[key]
             if candidate is exclude or candidate.leases or candidate.pinned:
                 continue
             victims.append(candidate)
@@ -355,7 +362,7 @@ class ModelCache:
         return victims if freed >= shortfall else None
 
     def _no_room(self, entry: ModelEntry, need: int, held: int) -> InsufficientMemory:
-        in_use = sum(e.footprint for e in self._lru.values() if e.leases or e.pinned)
+        in_use = sum(e.footprint for e in self._resident.values() if e.leases or e.pinned)
         free = self.budget - self.used_bytes - self.freeing_bytes - self.reserved_bytes + held
         others_loading = self.reserved_bytes - held
         return InsufficientMemory(
@@ -368,10 +375,14 @@ class ModelCache:
 
     # -- unloading ------------------------------------------------------------------------------
 
-    def _begin_unload(self, entry: ModelEntry, reason: str) -> None:
+    def _begin_unload(self, entry: ModelEntry, reason: str, *, evicted: bool = False) -> None:
         entry.state, entry.reason = ModelState.UNLOADING, reason
         entry.transition = asyncio.get_running_loop().create_future()
-        self._lru.pop(entry.ref.key, None)
+        if self._resident.pop(entry.ref.key, None) is not None:
+            if evicted:
+                self.policy.evicted(entry.ref.key)
+            else:
+                self.policy.removed(entry.ref.key)
         self.used_bytes -= entry.footprint
         self.freeing_bytes += entry.footprint
         self._spawn(self._unload(entry))
@@ -421,6 +432,12 @@ async def _wait(transition: asyncio.Future[None], deadline: float | None, what: 
 def _is_ready(entry: ModelEntry) -> bool:
     # A function, not an inline check: the state changes across the awaits before it.
     return entry.state is ModelState.READY
+
+
+def _reload_seconds(model: LoadedModel) -> float:
+    """What undoing an eviction of ``model`` would cost: its load without the download, since
+    the artifact cache keeps its files on disk."""
+    return max(0.0, model.load_seconds - model.phases.get("download", 0.0))
 
 
 def _footprint(model: LoadedModel, estimate: int, overlapped: bool) -> tuple[int, bool]:

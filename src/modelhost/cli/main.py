@@ -42,6 +42,10 @@ def serve(
         float | None,
         typer.Option(help="Unload models idle this long [MODELHOST_IDLE_UNLOAD_SECONDS]"),
     ] = None,
+    eviction_policy: Annotated[
+        str | None,
+        typer.Option(help="lru or cost-aware (see the README) [MODELHOST_EVICTION_POLICY]"),
+    ] = None,
     max_request_bytes: Annotated[
         str | None, typer.Option(help="Largest request body [MODELHOST_MAX_REQUEST_BYTES]")
     ] = None,
@@ -56,6 +60,7 @@ def serve(
         port=port,
         memory_budget=memory_budget,
         idle_unload_seconds=idle_unload_seconds,
+        eviction_policy=eviction_policy,
         max_request_bytes=max_request_bytes,
         log_level=log_level,
     )

@@ -46,6 +46,15 @@ _FIELDS = tuple(field.name for field in fields(UsageRecord))
 
 
 @dataclass(frozen=True)
+class VersionDemand:
+    """How many requests a model version answered in a window of time."""
+
+    model: str
+    version: int
+    requests: int
+
+
+@dataclass(frozen=True)
 class ModelSummary:
     model: str
     requests: int
@@ -128,6 +137,33 @@ class UsageStore:
                 )
                 for row in rows
             ]
+
+    async def busiest_versions(
+        self, *, since: datetime, models: frozenset[str], limit: int = 50
+    ) -> list[VersionDemand]:
+        """The versions of ``models`` that answered the most requests (status below 400) since
+        ``since``, busiest first.
+
+        Naming the models lets the database walk the (model, created_at) index for each
+        instead of scanning a table that holds one row per request ever served.
+        """
+        c = usage_records.c
+        requests = func.count().label("requests")
+        query = (
+            select(c.model, c.version, requests)
+            .where(
+                c.model.in_(sorted(models)),
+                c.created_at >= self._param(since),
+                c.status < 400,
+                c.version.is_not(None),
+            )
+            .group_by(c.model, c.version)
+            .order_by(requests.desc(), c.model, c.version)
+            .limit(limit)
+        )
+        async with self._engine.connect() as db:
+            rows = await db.execute(query)
+            return [VersionDemand(row.model, int(row.version), int(row.requests)) for row in rows]
 
     def _param(self, moment: datetime | None) -> datetime | None:
         if moment is None or not self._naive:

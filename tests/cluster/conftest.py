@@ -11,7 +11,7 @@ import httpx
 
 from modelhost.cluster.local import ClusterSpec, LocalCluster
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "routing" / "haproxy.cfg"
+TEMPLATE = Path(__file__).resolve().parents[2] / "deploy/k8s/components/routing/haproxy.cfg"
 
 
 @contextmanager

@@ -18,6 +18,17 @@ def rendered() -> dict[str, list[dict[str, Any]]]:
     return {name: render(folder) for name, folder in OVERLAYS.items()}
 
 
+def server_deployment(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The modelhost Deployment (the routing tier has one of its own beside it)."""
+    (found,) = [
+        o
+        for o in objects
+        if o["kind"] == "Deployment"
+        and o["metadata"]["labels"].get("app.kubernetes.io/component") == "server"
+    ]
+    return found
+
+
 def server_container(deployment: dict[str, Any]) -> dict[str, Any]:
     containers: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"]
     return next(c for c in containers if c["name"] == "modelhost")
@@ -49,7 +60,7 @@ def test_the_pod_is_locked_down_and_sized_by_its_limits(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
     for name, objects in rendered.items():
-        deployment = find(objects, "Deployment")
+        deployment = server_deployment(objects)
         pod = deployment["spec"]["template"]["spec"]
         container = server_container(deployment)
         assert pod["securityContext"]["runAsNonRoot"] is True
@@ -106,7 +117,7 @@ def test_aws_overlay(rendered: dict[str, list[dict[str, Any]]]) -> None:
     assert annotations["alb.ingress.kubernetes.io/healthcheck-path"] == "/v2/health/ready"
     assert annotations["alb.ingress.kubernetes.io/target-type"] == "ip"
     assert find(objects, "StorageClass")["parameters"]["type"] == "gp3"
-    deployment = find(objects, "Deployment")
+    deployment = server_deployment(objects)
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     claim = volumes["artifact-cache"]["ephemeral"]["volumeClaimTemplate"]["spec"]
     assert claim["storageClassName"] == find(objects, "StorageClass")["metadata"]["name"]

@@ -22,7 +22,8 @@ def cluster(
         str, typer.Option(help="Folder or s3://bucket/prefix every replica serves")
     ],
     haproxy_config: Annotated[
-        Path, typer.Option(help="The routing tier's template (deploy/k8s/routing/haproxy.cfg)")
+        Path,
+        typer.Option(help="The routing template: deploy/k8s/components/routing/haproxy.cfg"),
     ],
     replicas: Annotated[int, typer.Option(min=1, max=64, help="How many replicas")] = 3,
     memory_budget: Annotated[

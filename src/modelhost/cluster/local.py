@@ -22,7 +22,7 @@ class ClusterSpec:
     """What to start."""
 
     model_repository: str
-    template: Path  # deploy/k8s/routing/haproxy.cfg
+    template: Path  # deploy/k8s/components/routing/haproxy.cfg
     replicas: int = 3
     port: int = 8080  # the front; replica i listens on port + i. 0: free ports for all
     memory_budget: str | None = None

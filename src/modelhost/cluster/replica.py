@@ -33,15 +33,23 @@ def is_ready(url: str) -> bool:
 class Replica:
     """A replica: its slot in the ring, its port, its own journal and log, the process."""
 
-    def __init__(self, index: int, port: int, state_dir: Path, environment: dict[str, str]) -> None:
+    def __init__(
+        self,
+        index: int,
+        port: int,
+        state_dir: Path,
+        environment: dict[str, str],
+        host: str = "127.0.0.1",
+    ) -> None:
         self.index = index
+        self.host = host
         self.port = port
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"http://{host}:{port}"
         self.state_dir = state_dir / f"replica-{index}"
         self.log_path = state_dir / f"replica-{index}.log"
         self._environment = {
             **environment,
-            "MODELHOST_HOST": "127.0.0.1",
+            "MODELHOST_HOST": host,
             "MODELHOST_PORT": str(port),
             # What must not be shared between processes: the usage journal (records of
             # answered requests waiting for the database) and downloaded artifacts.

@@ -1,10 +1,11 @@
 """The routing tier of a local cluster: HAProxy on the one config template
-(``deploy/k8s/routing/haproxy.cfg``) that the Kubernetes routing Deployment also uses.
+(``deploy/k8s/components/routing/haproxy.cfg``) that the Kubernetes routing Deployment also uses.
 
-In Kubernetes the template's replica slots are filled by DNS (a headless Service); here they
+In Kubernetes the template's replica slots are filled by DNS (a headless Service); locally they
 are filled through HAProxy's runtime API: a replica gets slot ``i`` (server ``replica<i>``)
-with its address, and leaves it when it stops. The ring position of a slot depends only on its
-number, so a replica added in slot 4 takes about a quarter of the models and moves no others.
+with its address, and leaves it when it stops. (``discovery`` runs the DNS way instead.) The
+ring position of a slot depends only on its number, so a replica added in slot 4 takes about a
+quarter of the models and moves no others.
 """
 
 from __future__ import annotations
@@ -65,7 +66,11 @@ class Router:
         slots: int = 64,
         threads: int = 1,
         haproxy: str | None = None,
+        discovery: str | None = None,
+        nameserver: str | None = None,
     ) -> None:
+        """``discovery``: a ``host:port`` that DNS (``nameserver``, an ``ip:port``) resolves to
+        every replica, as in Kubernetes; None: slots are assigned with :meth:`assign`."""
         self.template = template
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -80,13 +85,17 @@ class Router:
             "MODELHOST_ROUTING_SLOTS": str(slots),
             "MODELHOST_ROUTING_THREADS": str(threads),
         }
+        if discovery is not None:
+            self._environment["MODELHOST_ROUTING_REPLICAS"] = discovery
+        if nameserver is not None:
+            self._environment["MODELHOST_ROUTING_NAMESERVER"] = nameserver
         self._haproxy = haproxy or find_haproxy()
         self._log: IO[bytes] | None = None
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 10.0) -> None:
-        environment = {**os.environ, **self._environment}
-        environment.pop("MODELHOST_ROUTING_REPLICAS", None)  # slots come from the runtime API
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("MODELHOST_ROUTING")}
+        environment = {**inherited, **self._environment}
         command = [self._haproxy, "-db", "-f", str(self.template)]
         check = subprocess.run(
             [*command, "-c"], env=environment, capture_output=True, text=True, check=False
@@ -142,8 +151,8 @@ class Router:
                 continue
             slot = int(fields[3].removeprefix("replica"))
             port = int(fields[18])
-            if port == _PLACEHOLDER_PORT:
-                continue
+            if port == _PLACEHOLDER_PORT or fields[4] == "-":
+                continue  # a slot no replica has had yet, or that DNS has not filled
             maintenance = bool(int(fields[6]) & _OUT_OF_RING)
             up = int(fields[5]) == _RUNNING and not maintenance
             states[slot] = SlotState(slot, fields[4], port, up, maintenance)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from grpc import aio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount
@@ -31,6 +32,7 @@ from modelhost.auth.middleware import PUBLIC_PATHS, AuthMiddleware
 from modelhost.console.assets import ConsoleAssets
 from modelhost.console.routes import PREFIX as CONSOLE
 from modelhost.console.routes import console_routes
+from modelhost.grpc.server import start_grpc_server
 from modelhost.observability.model_stats import model_stats
 from modelhost.services import Services, build_services
 from modelhost.settings import Settings
@@ -57,6 +59,24 @@ def management_api(services: Services) -> FastAPI:
     return api
 
 
+async def start_grpc(settings: Settings, services: Services) -> aio.Server | None:
+    """The gRPC transport on its own port, when ``grpc_port`` is set."""
+    if settings.grpc_port is None:
+        return None
+    server, _ = await start_grpc_server(
+        host=settings.host,
+        port=settings.grpc_port,
+        max_message_bytes=settings.max_request_bytes,
+        inference=services.inference,
+        repository=services.repository,
+        catalog=services.catalog,
+        lifecycle=services.lifecycle,
+        authenticator=services.authenticator,
+        metering=services.metering,
+    )
+    return server
+
+
 def create_app(settings: Settings) -> Starlette:
     services = build_services(settings)
 
@@ -64,7 +84,13 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.start()
         try:
-            yield
+            grpc_server = await start_grpc(settings, services)
+            try:
+                yield
+            finally:
+                if grpc_server is not None:
+                    # Calls in flight had the drain's grace period already.
+                    await grpc_server.stop(grace=1.0)
         finally:
             await services.stop()
 

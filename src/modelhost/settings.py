@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    grpc_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Also serve the V2 protocol over gRPC (and grpc.health.v1) on this port, "
+        "same host; unset: no gRPC.",
+    )
     memory_budget: Annotated[int, BeforeValidator(container.memory_budget)] = Field(
         default=parse_bytes("8GiB"),
         description="Bytes resident models may hold together: a size, 'auto' (the container's "

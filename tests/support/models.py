@@ -75,10 +75,15 @@ def write_python_model(
     return version_dir
 
 
-def write_identity_model(root: Path, name: str = "identity") -> Path:
-    """One input and one output per V2 datatype: IN_<T> comes back as OUT_<T>."""
+def write_identity_model(
+    root: Path, name: str = "identity", without: frozenset[str] | set[str] = frozenset()
+) -> Path:
+    """One input and one output per V2 datatype (but those ``without``): IN_<T> comes back as
+    OUT_<T>."""
     tensors = lambda prefix: [  # noqa: E731
-        {"name": f"{prefix}_{dt}", "datatype": dt, "shape": [-1, -1]} for dt in ALL_DATATYPES
+        {"name": f"{prefix}_{dt}", "datatype": dt, "shape": [-1, -1]}
+        for dt in ALL_DATATYPES
+        if dt not in without
     ]
     return write_python_model(
         root, name, IDENTITY_CODE, {"inputs": tensors("IN"), "outputs": tensors("OUT")}

@@ -32,9 +32,13 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         args: list[str] | None = None,
         python_path: list[Path] | None = None,
+        grpc: bool = False,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # With grpc: the V2 gRPC service too, on a port of its own (host:port for clients).
+        self.grpc_port = free_port() if grpc else None
+        self.grpc_address = f"127.0.0.1:{self.grpc_port}" if grpc else ""
         self.log_path = log_path
         state = log_path.parent / f"state-{self.port}"
         state.mkdir(parents=True, exist_ok=True)
@@ -58,6 +62,7 @@ class ServerProcess:
             str(repository),
             "--port",
             str(self.port),
+            *(["--grpc-port", str(self.grpc_port)] if self.grpc_port is not None else []),
             *(args or []),
         ]
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()

@@ -34,6 +34,10 @@ def serve(
     ] = None,
     host: Annotated[str | None, typer.Option(help="Bind address [MODELHOST_HOST]")] = None,
     port: Annotated[int | None, typer.Option(help="Port [MODELHOST_PORT]")] = None,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(help="Also serve V2 over gRPC on this port [MODELHOST_GRPC_PORT]"),
+    ] = None,
     memory_budget: Annotated[
         str | None,
         typer.Option(help="Memory resident models may use, e.g. 8GiB [MODELHOST_MEMORY_BUDGET]"),
@@ -58,6 +62,7 @@ def serve(
         model_repository=model_repository,
         host=host,
         port=port,
+        grpc_port=grpc_port,
         memory_budget=memory_budget,
         idle_unload_seconds=idle_unload_seconds,
         eviction_policy=eviction_policy,

@@ -8,6 +8,7 @@ import orjson
 from starlette.requests import Request
 
 from modelhost.errors import BadRequest, PayloadTooLarge
+from modelhost.inference.deadline import parameter_timeout
 from modelhost.units import format_bytes
 
 
@@ -69,9 +70,7 @@ def request_timeout(request: Request, parameters: dict[str, Any]) -> float | Non
                 f"header X-Request-Timeout-Ms must be a positive number, got {header!r}"
             )
         timeouts.append(milliseconds / 1000)
-    parameter = parameters.get("timeout")
+    parameter = parameter_timeout(parameters)
     if parameter is not None:
-        if not isinstance(parameter, int) or isinstance(parameter, bool) or parameter <= 0:
-            raise BadRequest("parameters.timeout must be a positive integer of microseconds")
-        timeouts.append(parameter / 1_000_000)
+        timeouts.append(parameter)
     return min(timeouts) if timeouts else None

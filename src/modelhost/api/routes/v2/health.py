@@ -6,12 +6,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modelhost import __version__
 from modelhost.api.errors import error_response
 from modelhost.api.responses import json_response
+from modelhost.inference.metadata import EXTENSIONS, SERVER_NAME, SERVER_VERSION
 from modelhost.lifecycle import Lifecycle
-
-EXTENSIONS = ["binary_tensor_data", "model_repository", "model_configuration"]
 
 
 async def live(request: Request) -> Response:
@@ -19,7 +17,9 @@ async def live(request: Request) -> Response:
 
 
 async def server_metadata(request: Request) -> Response:
-    return json_response({"name": "modelhost", "version": __version__, "extensions": EXTENSIONS})
+    return json_response(
+        {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": list(EXTENSIONS)}
+    )
 
 
 def routes(lifecycle: Lifecycle) -> list[Route]:

@@ -12,17 +12,9 @@ from modelhost.api.errors import error_response
 from modelhost.api.responses import json_response
 from modelhost.cache.entry import ModelState
 from modelhost.catalog.model_catalog import ModelCatalog
+from modelhost.inference.metadata import model_metadata as metadata_of
 from modelhost.inference.repository_extension import RepositoryService
 from modelhost.manifest import TensorSpec
-
-# What Triton users see as a model's "platform".
-PLATFORMS = {
-    "onnx": "onnxruntime_onnx",
-    "sklearn": "sklearn",
-    "python": "python",
-    "torch": "pytorch_libtorch",
-    "transformers": "transformers",
-}
 
 
 def _tensor(spec: TensorSpec) -> dict[str, Any]:
@@ -31,17 +23,15 @@ def _tensor(spec: TensorSpec) -> dict[str, Any]:
 
 def routes(catalog: ModelCatalog, repository: RepositoryService) -> list[Route]:
     async def model_metadata(request: Request) -> Response:
-        name = request.path_params["name"]
-        ref = catalog.resolve(name, request.path_params.get("version"))
-        versions = [str(r.version) for r in catalog.versions(name) if r.manifest is not None]
-        manifest = ref.manifest
+        name, version = request.path_params["name"], request.path_params.get("version")
+        found = metadata_of(catalog, name, version)
         return json_response(
             {
-                "name": ref.name,
-                "versions": versions,
-                "platform": PLATFORMS[manifest.runtime],
-                "inputs": [_tensor(spec) for spec in manifest.inputs],
-                "outputs": [_tensor(spec) for spec in manifest.outputs],
+                "name": found.name,
+                "versions": found.versions,
+                "platform": found.platform,
+                "inputs": [_tensor(spec) for spec in found.inputs],
+                "outputs": [_tensor(spec) for spec in found.outputs],
             }
         )
 

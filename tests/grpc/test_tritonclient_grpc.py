@@ -20,6 +20,8 @@ from tests.e2e.test_tritonclient import IRIS_LABELS, IRIS_ROWS, sample
 from tests.grpc.conftest import GrpcServer
 from tests.support.models import ALL_DATATYPES
 
+# The protocol's table of typed fields, written out here as the oracle (not imported from the
+# codec under test).
 TYPED_FIELDS = {
     "BOOL": "bool_contents",
     "INT8": "int_contents",

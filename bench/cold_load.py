@@ -6,12 +6,19 @@ and interleaved with the loads so machine noise hits both alike:
 (a) local store, page cache warm: a request to a running ``modelhost serve`` for the model
     (unloaded just before) until its answer, against ``cat model.safetensors > /dev/null``.
     Goal: <= 1.3x.
-(b) S3 (moto's server on loopback), empty artifact cache: a fresh ``modelhost serve`` per
-    trial, the same request, against one single-stream GET of the same object by the fastest
-    of two clients (obstore and boto3, both measured; their MB/s are printed). Goal: <= 1.5x.
-    Each timed step starts after the disk is synced and the machine sat idle a few seconds, so
-    that every step meets memory in the same state (see ``settle``); the cost of filling 1 GiB
-    of never-touched memory is printed too, as the machine charges it to every cold load.
+(b) P3, S3 (moto's server on loopback), empty artifact cache: a fresh ``modelhost serve`` per
+    trial, the time from the request to its first answer (download in parallel ranged GETs,
+    sha256 verified, load, forward pass), against (1) one stream: one GET of the object written
+    to a file on the same disk (goal: modelhost >= 4x faster) and (2) boto3's
+    ``download_file`` with its default transfer manager (8 MiB parts, 10 threads) writing the
+    same file to the same disk (goal: modelhost <= 1.0x its time, verification included; its
+    own time is printed with and without a sha256 check of its copy). Both through the test
+    proxy (``tests/storage/proxy.py``) capped at ``--cap-mb`` MB/s (default 100) per
+    connection, as real S3 behaves, and straight to moto without a cap. moto runs from
+    ``bench/moto_ranged.py``, whose ranged GETs read only their range (moto's own reads the
+    whole object for each). Each timed step starts after the disk is synced and the machine
+    sat idle a few seconds, so that every step meets memory in the same state (see
+    ``settle``); the cost of filling 1 GiB of never-touched memory is printed too.
 
 The model runs on the torch runtime: ``model.safetensors`` (``--size-mib``, default 1024) holds
 square float32 matrices that ``forward`` applies in turn, so the first answer reads every
@@ -21,12 +28,13 @@ For one cold load from S3 the server's own phase times (download, verify, deseri
 printed; "answer" is the rest of the request: HTTP and the first forward pass.
 
     .venv/bin/python bench/cold_load.py [--size-mib 1024] [--trials 5] [--s3-trials 3]
-                                        [--json out.json]
+                                        [--cap-mb 100] [--skip-local] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -37,16 +45,17 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import boto3
 import httpx
 import numpy as np
-import obstore
 import yaml
-from obstore.store import S3Store
 from safetensors.numpy import save_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.storage.proxy
 
 WIDTH = 4096  # one layer: 4096 x 4096 float32 = 64 MiB
 NAME = "stack"
@@ -213,10 +222,13 @@ def bench_local(model: Path, root: Path, trials: int) -> dict[str, Any]:
 
 
 class Moto:
+    """moto's S3 server (``bench/moto_ranged.py``: ranged GETs read only their range)."""
+
     def __init__(self, log: Path) -> None:
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        launcher = Path(__file__).resolve().parent / "moto_ranged.py"
+        command = [sys.executable, str(launcher), "-H", "127.0.0.1", "-p", str(self.port)]
         with open(log, "wb") as out:
             self.process = subprocess.Popen(
                 command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **CREDENTIALS}
@@ -234,69 +246,102 @@ class Moto:
         self.process.wait(30)
 
 
-def bench_s3(model: Path, root: Path, trials: int) -> dict[str, Any]:
+def boto3_client(endpoint: str) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=CREDENTIALS["AWS_REGION"],
+    )
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(8 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def one_stream(client: Any, key: str, out: Path) -> None:
+    body = client.get_object(Bucket="bench", Key=key)["Body"]
+    with open(out, "wb") as file:
+        while chunk := body.read(8 << 20):
+            file.write(chunk)
+
+
+def bench_s3(model: Path, root: Path, trials: int, cap: float) -> dict[str, Any]:
+    """P3: per trial, with the proxy's per-connection cap and straight to moto (no cap): one
+    stream, boto3's download_file (+ its sha256 check, for reference), modelhost's cold load."""
+    from tests.storage.proxy import ThrottledProxy
+
     moto = Moto(root / "moto.log")
+    proxy = ThrottledProxy(moto.port, rate=cap, read_bytes=1 << 20)
     try:
-        boto = boto3.client(
-            "s3",
-            endpoint_url=moto.endpoint,
-            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            region_name=CREDENTIALS["AWS_REGION"],
-        )
-        boto.create_bucket(Bucket="bench")
-        env = {"MODELHOST_S3_ENDPOINT": moto.endpoint, **CREDENTIALS}
+        direct = boto3_client(moto.endpoint)
+        direct.create_bucket(Bucket="bench")
         push_s = timed(
             lambda: subprocess.run(
                 [sys.executable, "-m", "modelhost.cli.main", "models", "push", str(model)]
                 + ["--name", NAME, "--model-repository", "s3://bench/repo"],
-                env={**os.environ, **env},
+                env={**os.environ, "MODELHOST_S3_ENDPOINT": moto.endpoint, **CREDENTIALS},
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
         )
         key = f"repo/{NAME}/1/model.safetensors"
-        store = S3Store(
-            "bench",
-            endpoint=moto.endpoint,
-            region="us-east-1",
-            access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            client_options={"allow_http": True},
-        )
-
-        def obstore_get() -> None:
-            for _ in obstore.get(store, key).stream(min_chunk_size=8 << 20):
-                pass
-
-        def boto3_get() -> None:
-            body = boto.get_object(Bucket="bench", Key=key)["Body"]
-            while body.read(8 << 20):
-                pass
-
-        gets: dict[str, list[float]] = {"obstore": [], "boto3": []}
-        loads: list[float] = []
-        phases: list[dict[str, float]] = []
+        expected = sha256_file(model / "model.safetensors")
+        downloads = root / "downloads"  # the same disk as the artifact cache (root)
+        downloads.mkdir()
+        modes = {"capped": proxy.endpoint, "uncapped": moto.endpoint}
+        results: dict[str, dict[str, Any]] = {
+            mode: {"one_stream_s": [], "download_file_s": [], "sha256_s": [], "load_s": [],
+                   "phases": []}
+            for mode in modes
+        }  # fmt: skip
         for trial in range(trials):
-            cache = root / f"cache-{trial}"
-            server = Server(
-                "s3://bench/repo",
-                root / f"s3-server-{trial}",
-                {**env, "MODELHOST_CACHE_DIR": str(cache)},
-            )
-            try:
-                for client, get in (("obstore", obstore_get), ("boto3", boto3_get)):
-                    settle()
-                    gets[client].append(timed(get))
+            for mode, endpoint in modes.items():
+                client, out = boto3_client(endpoint), downloads / f"{mode}-{trial}"
+                result = results[mode]
+
                 settle()
-                loads.append(timed(server.infer))
-                phases.append(server.last_phases())
-            finally:
-                server.stop()
-            shutil.rmtree(cache, ignore_errors=True)
+                result["one_stream_s"].append(timed(partial(one_stream, client, key, out)))
+                out.unlink()
+                settle()
+                result["download_file_s"].append(
+                    timed(partial(client.download_file, "bench", key, str(out)))
+                )
+                started = time.perf_counter()
+                if sha256_file(out) != expected:
+                    raise RuntimeError("boto3's download_file wrote a wrong copy")
+                result["sha256_s"].append(time.perf_counter() - started)
+                out.unlink()
+                cache = root / f"cache-{mode}-{trial}"
+                server = Server(
+                    "s3://bench/repo",
+                    root / f"s3-server-{mode}-{trial}",
+                    {**CREDENTIALS, "MODELHOST_S3_ENDPOINT": endpoint,
+                     "MODELHOST_CACHE_DIR": str(cache)},
+                )  # fmt: skip
+                try:
+                    settle()
+                    result["load_s"].append(timed(server.infer))
+                    result["phases"].append(server.last_phases())
+                finally:
+                    server.stop()
+                shutil.rmtree(cache, ignore_errors=True)
+                print(
+                    f"  trial {trial + 1} {mode:8s}: one stream {result['one_stream_s'][-1]:.2f}s"
+                    f", download_file {result['download_file_s'][-1]:.2f}s"
+                    f" (+ sha256 {result['sha256_s'][-1]:.2f}s)"
+                    f", modelhost cold load {result['load_s'][-1]:.2f}s",
+                    flush=True,
+                )
     finally:
+        proxy.close()
         moto.stop()
-    return {"gets_s": gets, "load_s": loads, "phases": phases, "push_s": push_s}
+    return {"modes": results, "push_s": push_s, "cap_bytes_per_s": cap}
 
 
 def main() -> None:
@@ -304,6 +349,10 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--s3-trials", type=int, default=3)
+    parser.add_argument(
+        "--cap-mb", type=float, default=100.0, help="per-connection cap in MB/s (default 100)"
+    )
+    parser.add_argument("--skip-local", action="store_true", help="only the S3 comparison (P3)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--model", type=Path, help="reuse this model folder (made if absent)")
     args = parser.parse_args()
@@ -314,50 +363,75 @@ def main() -> None:
         if not model.exists():
             write_model(model, layers)
         size = (model / "model.safetensors").stat().st_size
-        local = bench_local(model, root, args.trials)
-        s3 = bench_s3(model, root, args.s3_trials)
+        print(f"model.safetensors: {size / (1 << 20):.0f} MiB; {os.cpu_count()} CPUs; "
+              f"source {_source()}; load average {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+        local = None if args.skip_local else bench_local(model, root, args.trials)
+        s3 = bench_s3(model, root, args.s3_trials, args.cap_mb * 1e6)
         memory = [fresh_memory_seconds() for _ in range(2)]
-    report(size, local, s3, memory, os.cpu_count() or 1)
+    report(size, local, s3, memory)
     if args.json:
         document = {"size": size, "local": local, "s3": s3, "fresh_memory_s": memory}
         args.json.write_text(json.dumps(document, indent=1))
 
 
 def report(
-    size: int, local: dict[str, Any], s3: dict[str, Any], memory: list[float], cpus: int
+    size: int, local: dict[str, Any] | None, s3: dict[str, Any], memory: list[float]
 ) -> None:
     median = statistics.median
-    mib = size / (1 << 20)
-    print(f"model.safetensors: {mib:.0f} MiB; {cpus} CPUs; load average {os.getloadavg()[0]:.1f}")
-    cat, load = median(local["cat_s"]), median(local["load_s"])
-    print("\n(a) local store, warm page cache")
-    print(f"  cat > /dev/null   median {cat:.3f}s  runs {_runs(local['cat_s'])}")
-    print(f"  request → answer  median {load:.3f}s  runs {_runs(local['load_s'])}")
-    print(f"  first load of the process (not counted): {local['first_load_s']:.3f}s")
-    print(f"  ratio {load / cat:.2f}x (goal <= 1.3x)")
-    gets = {client: median(times) for client, times in s3["gets_s"].items()}
-    fastest = min(gets, key=lambda client: gets[client])
-    print(f"\n(b) S3 (moto on loopback), empty artifact cache; push took {s3['push_s']:.1f}s")
-    for client, times in s3["gets_s"].items():
-        print(
-            f"  {client:8s} GET  median {gets[client]:.3f}s = {size / 1e6 / gets[client]:.0f} MB/s"
-            f"  runs {_runs(times)}"
-        )
-    load = median(s3["load_s"])
-    print(f"  request → answer  median {load:.3f}s  runs {_runs(s3['load_s'])}")
-    print(f"  ratio {load / gets[fastest]:.2f}x against {fastest} (goal <= 1.5x)")
-    middle = sorted(range(len(s3["load_s"])), key=lambda i: s3["load_s"][i])[len(s3["load_s"]) // 2]
-    phases = s3["phases"][middle]
-    answer = s3["load_s"][middle] - phases["load_total"]
+    print(f"\nload average {os.getloadavg()[0]:.1f}")
+    if local is not None:
+        cat, load = median(local["cat_s"]), median(local["load_s"])
+        print("\n(a) local store, warm page cache")
+        print(f"  cat > /dev/null   median {cat:.3f}s  runs {_runs(local['cat_s'])}")
+        print(f"  request → answer  median {load:.3f}s  runs {_runs(local['load_s'])}")
+        print(f"  first load of the process (not counted): {local['first_load_s']:.3f}s")
+        print(f"  ratio {load / cat:.2f}x (goal <= 1.3x)")
+    cap = s3["cap_bytes_per_s"] / 1e6
     print(
-        "  phases of the median cold load: "
-        + ", ".join(f"{k} {v:.3f}s" for k, v in phases.items() if k != "load_total")
-        + f"; server load total {phases['load_total']:.3f}s; answer (HTTP + forward) {answer:.3f}s"
+        f"\n(b) P3: S3 (moto on loopback, ranged GETs as S3 serves them), empty artifact cache; "
+        f"push took {s3['push_s']:.1f}s"
     )
+    for mode, result in s3["modes"].items():
+        how = f"through the proxy, {cap:g} MB/s per connection" if mode == "capped" else "no cap"
+        one, boto, load = (median(result[k]) for k in ("one_stream_s", "download_file_s", "load_s"))
+        sha = median(result["sha256_s"])
+        print(f"  {mode} ({how}):")
+        for label, times in (
+            ("one stream (boto3 get_object to a file)", result["one_stream_s"]),
+            ("boto3 download_file (default transfer manager)", result["download_file_s"]),
+            ("  + its sha256 check, for reference", result["sha256_s"]),
+            ("modelhost request → first answer (verified)", result["load_s"]),
+        ):
+            value = median(times)
+            print(f"    {label:48s} median {value:6.3f}s = {size / 1e6 / value:6.0f} MB/s"
+                  f"  runs {_runs(times)}")  # fmt: skip
+        goal_one = " (goal >= 4x)" if mode == "capped" else ""
+        goal_boto = " (goal <= 1.0x)" if mode == "capped" else ""
+        print(f"    one stream / modelhost        {one / load:5.2f}x faster{goal_one}")
+        print(f"    modelhost / download_file     {load / boto:5.2f}x its time{goal_boto}; "
+              f"with its sha256 check {load / (boto + sha):.2f}x")  # fmt: skip
+        middle = sorted(range(len(result["load_s"])), key=lambda i: result["load_s"][i])
+        phases = result["phases"][middle[len(middle) // 2]]
+        answer = result["load_s"][middle[len(middle) // 2]] - phases["load_total"]
+        print(
+            "    phases of the median cold load: "
+            + ", ".join(f"{k} {v:.3f}s" for k, v in phases.items() if k != "load_total")
+            + f"; server load total {phases['load_total']:.3f}s; answer (HTTP + forward) "
+            f"{answer:.3f}s"
+        )
     print(
         f"\nfilling 1 GiB of memory never touched before (after {SETTLE_SECONDS:g}s idle): "
         f"{_runs(memory)} s"
     )
+
+
+def _source() -> str:
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                          text=True)  # fmt: skip
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=root,
+                           capture_output=True, text=True).stdout.strip()  # fmt: skip
+    return done.stdout.strip() + (" + uncommitted changes in src/" if dirty else "")
 
 
 def _runs(times: list[float]) -> str:

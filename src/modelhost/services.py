@@ -183,6 +183,7 @@ def build_services(settings: Settings) -> Services:
         load_executor=load_executor,
         predict_executor=predict_executor,
         work_dir=settings.cache_dir / "runtimes",
+        inline_below=settings.inline_predict_ms / 1000,
     )
     metrics = Metrics()
 

@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     )
     load_retry_initial_seconds: float = Field(default=1.0, gt=0)
     load_retry_max_seconds: float = Field(default=60.0, gt=0)
+    inline_predict_ms: float = Field(
+        default=0.5,
+        ge=0,
+        description="A model whose calls take less CPU than this runs on the event loop (the "
+        "thread hop would cost more); 0: always in worker threads.",
+    )
     cores: Annotated[int, BeforeValidator(_cores)] = Field(
         default_factory=container.available_cores,
         ge=1,

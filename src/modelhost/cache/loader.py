@@ -65,8 +65,10 @@ class ModelLoader:
         load_executor: Executor,
         predict_executor: Executor,
         work_dir: Path | None = None,
+        inline_below: float = 0.0,
     ) -> None:
         self._store = store
+        self._inline_below = inline_below
         self._work_dir = work_dir
         self._cores = cores
         self._load_executor = load_executor
@@ -116,7 +118,9 @@ class ModelLoader:
             "measure": finished - runtime_started - deserialize,
         }
         reported = [instance.reported_bytes() for instance in instances]
-        pool = InstancePool(instances, calls_per_instance, self._predict_executor)
+        pool = InstancePool(
+            instances, calls_per_instance, self._predict_executor, inline_below=self._inline_below
+        )
         log.info(
             "loaded %s in %.3fs (download %.3fs, %d bytes; verify %.3fs; deserialize %.3fs; "
             "measure %.3fs): %d instance(s), %d bytes measured",

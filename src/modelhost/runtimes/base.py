@@ -11,8 +11,10 @@ A runtime object holds one loaded copy (an *instance*) of one model version::
 the batch dimension when the manifest's ``max_batch_size`` is above zero. Inputs arrive already
 checked against the manifest (names, datatypes, shapes); outputs are checked and cast by the
 caller. ``thread_safe`` says whether one instance may run several ``predict`` calls at once; when
-it is False the caller never does that. ``threads`` is how many compute threads the instance may
-use: the caller divides the cores among instances so they don't oversubscribe them.
+it is False the caller never does that. ``may_run_inline`` says a call only computes, on the
+calling thread: then a model measured cheap may be called on the event loop itself.
+``threads`` is how many compute threads the instance may use: the caller divides the cores
+among instances so they don't oversubscribe them.
 ``work_dir`` is a folder of the server's own (under its cache folder) where a runtime may keep
 files it derives from a model's and reuses across loads and restarts.
 """
@@ -34,6 +36,9 @@ class Runtime(ABC):
     """One loaded instance of a model version."""
 
     thread_safe: ClassVar[bool] = False
+    # Whether a call is pure computation on the calling thread (no sleeping, no I/O, no other
+    # threads), so that a cheap one may run on the event loop (see runtimes.pool).
+    may_run_inline: ClassVar[bool] = False
 
     def __init__(self, threads: int = 1, work_dir: Path | None = None) -> None:
         self.threads = max(1, threads)

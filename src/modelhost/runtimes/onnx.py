@@ -16,6 +16,7 @@ class OnnxRuntime(Runtime):
 
     # InferenceSession.run may be called from several threads at once.
     thread_safe = True
+    may_run_inline = True  # computes on the calling thread (onnx: with one thread)
 
     def __init__(self, threads: int = 1, work_dir: Path | None = None) -> None:
         super().__init__(threads, work_dir)

@@ -32,6 +32,7 @@ class SklearnRuntime(Runtime):
 
     # Fitted estimators are read-only during predict.
     thread_safe = True
+    may_run_inline = True  # computes on the calling thread (onnx: with one thread)
 
     def __init__(self, threads: int = 1, work_dir: Path | None = None) -> None:
         super().__init__(threads, work_dir)

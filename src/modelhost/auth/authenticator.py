@@ -1,12 +1,14 @@
 """Turns ``Authorization: Bearer <key>`` into a Principal without a database trip per request.
 
-Key lookups are cached for ``cache_seconds`` (hits and misses alike), so the database sees one
-query per key per interval however busy the key is. A key revoked through this replica is dropped
+Key lookups are cached for ``cache_seconds`` (hits and misses alike), and the requests that
+find a key's entry expired share one lookup, so the database sees one query per key per
+interval however busy the key is. A key revoked through this replica is dropped
 from its cache at once; other replicas notice within ``cache_seconds``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +45,8 @@ class Authenticator:
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._cache: dict[str, _Cached] = {}
+        self._inflight: dict[str, asyncio.Future[tuple[ApiKey, User] | None]] = {}
+        self._changes = 0  # forget() calls so far
         users.on_keys_changed(self.forget)
 
     async def authenticate(self, authorization: str | None) -> Principal:
@@ -74,18 +78,33 @@ class Authenticator:
 
     def forget(self, key_id: str | None = None) -> None:
         """Drop cached lookups (one key, or all) after a change made through this replica."""
+        # A lookup under way may have read the key before the change: it is not kept either.
+        self._changes += 1
         if key_id is None:
             self._cache.clear()
+            self._inflight.clear()
         else:
             self._cache.pop(key_id, None)
+            self._inflight.pop(key_id, None)
+
+    def _landed(self, key_id: str, flight: asyncio.Future[tuple[ApiKey, User] | None]) -> None:
+        if self._inflight.get(key_id) is flight:
+            del self._inflight[key_id]
 
     async def _lookup(self, key_id: str) -> tuple[ApiKey, User] | None:
         now = self._clock()
         cached = self._cache.get(key_id)
         if cached is not None and cached.until > now:
             return cached.found
+        changes = self._changes
+        flight = self._inflight.get(key_id)
+        if flight is None:
+            flight = asyncio.ensure_future(self._users.key_with_owner(key_id))
+            self._inflight[key_id] = flight
+            flight.add_done_callback(lambda done: self._landed(key_id, done))
         try:
-            found = await self._users.key_with_owner(key_id)
+            # Shielded: a request that gives up does not cancel the lookup the others share.
+            found = await asyncio.shield(flight)
         except (SQLAlchemyError, OSError) as exc:
             # The database is away: a key seen lately stays good (stale-if-error), so running
             # traffic keeps flowing; unknown keys cannot be checked.
@@ -98,5 +117,6 @@ class Authenticator:
             ) from None
         if len(self._cache) >= _MAX_CACHED:
             self._cache.clear()  # a flood of random key ids must not grow memory without bound
-        self._cache[key_id] = _Cached(found, now + self._cache_seconds)
+        if changes == self._changes:
+            self._cache[key_id] = _Cached(found, now + self._cache_seconds)
         return found

@@ -6,10 +6,12 @@ batching, side by side in one run.
 list of distinct sentences (``SENTENCES``); every server pinned to the server core:
 
 * ``modelhost-batched``: the demo ``minilm`` model as ``modelhost demo`` writes it
-  (transformers runtime, all-MiniLM-L6-v2 from the installed package, ``max_batch_size: 64``,
-  ``batching: {max_delay_ms: 5}``);
+  (transformers-onnx runtime: ONNX Runtime, all-MiniLM-L6-v2 from the installed package,
+  ``max_batch_size: 64``, ``batching: {max_delay_ms: 5}``): modelhost's best path;
 * ``modelhost-unbatched``: the same model.yaml without ``batching`` (one forward pass per
   request);
+* ``modelhost-torch-batched`` (only with ``--only``): the demo model.yaml on the torch
+  ``transformers`` runtime;
 * ``mlserver-batched``: MLServer 1.7.1 (``bench/.venv-mlserver``) with the custom runtime in
   ``bench/mlserver_minilm/`` (the same tokenizer, model, mean pooling and normalization), adaptive
   batching ``max_batch_size: 64``, ``max_batch_time: 0.005``, ``parallel_workers: 0``;
@@ -18,7 +20,10 @@ list of distinct sentences (``SENTENCES``); every server pinned to the server co
 Before the rounds, each server's embedding of a few sentences is compared with the others'
 (cosine similarity), so all do the same work. Printed: req/s per round and median, p50/p99
 latency (wrk), CPU per request, modelhost's mean batch size (from its /metrics), and the ratios
-batched / unbatched (goal >= 3) and modelhost / MLServer (goal >= 1.5).
+batched / unbatched (goal >= 3), modelhost / MLServer (goal >= 1.5) and modelhost / the
+in-process ceiling (goal >= 0.95): the same runtime's ``predict`` called in a loop in this
+process, pinned to the server core, at modelhost's mean batch size (sentences per second of
+wall time, and of CPU time).
 
     bench/batching.sh [--rounds 3] [--seconds 10] [--connections 64] [--only NAME ...]
                       [--profile FILE] [--json FILE]
@@ -43,7 +48,14 @@ from harness import BENCH_DIR, Target
 MODEL = "minilm"
 BATCHED_GOAL = 3.0
 MLSERVER_GOAL = 1.5
-VARIANTS = ("modelhost-batched", "modelhost-unbatched", "mlserver-batched", "mlserver-unbatched")
+CEILING_GOAL = 0.95
+VARIANTS = (
+    "modelhost-batched",
+    "modelhost-unbatched",
+    "mlserver-batched",
+    "modelhost-torch-batched",
+    "mlserver-unbatched",
+)
 DEFAULT_VARIANTS = VARIANTS[:3]
 
 _SUBJECTS = (
@@ -156,12 +168,18 @@ def run(
     unbatched = harness.edit_manifest(
         repository, work / "models-unbatched", MODEL, lambda manifest: manifest.pop("batching")
     )
+    on_torch = harness.edit_manifest(
+        repository, work / "models-torch", MODEL, lambda manifest: manifest.update(
+            runtime="transformers"
+        )
+    )  # fmt: skip
+    folders = {"modelhost-batched": repository, "modelhost-unbatched": unbatched,
+               "modelhost-torch-batched": on_torch}  # fmt: skip
     core = args.server_core
     started: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
     for name in args.only:
         if name.startswith("modelhost"):
-            models = repository if name == "modelhost-batched" else unbatched
-            started[name] = harness.start_modelhost(name, models, work, processes, core=core)
+            started[name] = harness.start_modelhost(name, folders[name], work, processes, core=core)
         else:
             folder = mlserver_repository(work, name, batched=name == "mlserver-batched")
             started[name] = harness.start_mlserver(name, folder, work, processes, core=core)
@@ -200,13 +218,18 @@ def run(
         if count > count_before:
             mean_batch[name] = (total - total_before) / (count - count_before)
             print(f"{name}: mean batch size {mean_batch[name]:.1f} (warm-up and rounds)")
-    model_us = {size: 1e6 * model_cost(repository, core, size) for size in (1, args.connections)}
-    for size, micros in model_us.items():
-        print(
-            f"the model alone (TransformersRuntime.predict on {size} sentence(s), in-process, "
-            f"pinned to core {core}): {micros:.0f} us CPU per sentence"
-        )
-    ratios = report(targets, model_us)
+    sizes = sorted({1, args.connections, *(round(b) for b in mean_batch.values())})
+    model_us: dict[str, dict[int, tuple[float, float]]] = {}
+    for name, folder in (("onnx", repository), ("torch", on_torch)):
+        if name == "torch" and not {"modelhost-torch-batched", "mlserver-batched"} & set(started):
+            continue
+        model_us[name] = {size: model_cost(folder, core, size) for size in sizes}
+        for size, (cpu, wall) in model_us[name].items():
+            print(
+                f"the model alone ({name}: predict on {size} sentence(s) a call, in-process, "
+                f"pinned to core {core}): {cpu:.0f} us CPU, {wall:.0f} us wall per sentence"
+            )
+    ratios = report(targets, model_us, mean_batch, args.connections)
     if args.profile is not None and targets:
         harness.profile(args.profile, args.seconds, args.client_core, wrk, targets[0])
 
@@ -264,9 +287,10 @@ def check_same_embeddings(embeddings: dict[str, list[list[float]]]) -> None:
     print(f"embeddings agree across {names} (384 floats, cosine > 0.9999)")
 
 
-def model_cost(repository: Path, core: int, batch: int) -> float:
-    """CPU seconds per sentence of one ``TransformersRuntime.predict`` on ``batch`` sentences
-    (thread CPU time; torch on one thread, like a server pinned to one core)."""
+def model_cost(repository: Path, core: int, batch: int) -> tuple[float, float]:
+    """Microseconds of CPU (thread time) and of wall time per sentence of the model's runtime
+    ``predict`` on ``batch`` sentences a call, in this process, pinned to ``core`` with one
+    compute thread, like a server on one core: the in-process ceiling."""
     import os
     import statistics
     import time
@@ -274,32 +298,42 @@ def model_cost(repository: Path, core: int, batch: int) -> float:
     import numpy as np
 
     from modelhost.manifest import read_manifest
-    from modelhost.runtimes.transformers import TransformersRuntime
+    from modelhost.runtimes.factory import runtime_class
+    from modelhost.settings import Settings
 
     version = repository / MODEL / "1"
-    runtime = TransformersRuntime(threads=1)
-    runtime.load(version, read_manifest(version))
+    manifest = read_manifest(version)
+    # The servers' own export folder (their default cache folder): exported once, reused.
+    runtime = runtime_class(manifest.runtime)(threads=1, work_dir=Settings().cache_dir / "runtimes")
+    runtime.load(version, manifest)
     batches = [
-        np.array([s.encode() for s in SENTENCES[i : i + batch]], dtype=object)
-        for i in range(0, 64, batch)
-    ]
+        np.array([s.encode() for s in (SENTENCES * 2)[i : i + batch]], dtype=object)
+        for i in range(0, 128, batch)
+    ][: max(1, 128 // batch)]
+    sentences = sum(len(b) for b in batches)
     previous = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {core})
     try:
         runtime.predict({"text": batches[0]})
-        samples = []
+        cpu, wall = [], []
         for _ in range(5):
-            start = time.thread_time()
+            started, started_wall = time.thread_time(), time.perf_counter()
             for texts in batches:
                 runtime.predict({"text": texts})
-            samples.append((time.thread_time() - start) / 64)
+            cpu.append(1e6 * (time.thread_time() - started) / sentences)
+            wall.append(1e6 * (time.perf_counter() - started_wall) / sentences)
     finally:
         os.sched_setaffinity(0, previous)
         runtime.unload()
-    return statistics.median(samples)
+    return statistics.median(cpu), statistics.median(wall)
 
 
-def report(targets: list[Target], model_costs: dict[int, float]) -> dict[str, Any]:
+def report(
+    targets: list[Target],
+    model_costs: dict[str, dict[int, tuple[float, float]]],
+    mean_batch: dict[str, float],
+    connections: int,
+) -> dict[str, Any]:
     by_name = {target.name: target for target in targets}
     ratios: dict[str, Any] = {}
     print()
@@ -320,27 +354,41 @@ def report(targets: list[Target], model_costs: dict[int, float]) -> dict[str, An
             BATCHED_GOAL)  # fmt: skip
     compare("modelhost batched / mlserver batched", "modelhost-batched", "mlserver-batched",
             MLSERVER_GOAL)  # fmt: skip
+    compare("modelhost torch batched / mlserver batched", "modelhost-torch-batched",
+            "mlserver-batched")  # fmt: skip
+    compare("modelhost onnx / torch, batched", "modelhost-batched", "modelhost-torch-batched")
     compare("mlserver batched / unbatched", "mlserver-batched", "mlserver-unbatched")
     compare("modelhost unbatched / mlserver unbatched", "modelhost-unbatched",
             "mlserver-unbatched")  # fmt: skip
-    batched_us = model_costs[max(model_costs)]
-    for target in targets:
-        cpu = target.cpu_us_per_request
-        model_us = batched_us if target.name.endswith("-batched") else model_costs[1]
+    runtimes = {"modelhost-batched": "onnx", "modelhost-unbatched": "onnx",
+                "modelhost-torch-batched": "torch"}  # fmt: skip
+    for name, runtime in runtimes.items():
+        target = by_name.get(name)
+        if target is None or runtime not in model_costs:
+            continue
+        size = round(mean_batch.get(name, 1.0)) if name.endswith("-batched") else 1
+        cpu_us, wall_us = model_costs[runtime][size]
+        ceiling_rps = 1e6 / wall_us
+        rps = target.median_rps / ceiling_rps
+        cpu = cpu_us / target.cpu_us_per_request
+        ratios[f"{name} / in-process ceiling"] = {"rps": rps, "cpu_time": cpu, "batch": size}
+        goal = f"   ({harness.verdict(rps, CEILING_GOAL)})" if name == "modelhost-batched" else ""
         print(
-            f"{target.name:<20} p50 {target.median_p50:8.2f} ms  p99 {target.median_p99:8.2f} ms"
-            f"  CPU/request {cpu:6.0f} us = model {model_us:.0f} + the rest {cpu - model_us:.0f}"
+            f"{name} / in-process {runtime} ceiling at {size} a call ({ceiling_rps:.0f} "
+            f"sentences/s): req/s ratio {rps:6.3f}   CPU-time ratio {cpu:6.3f}{goal}"
         )
-    print(
-        f"batching can save at most {model_costs[1] / batched_us:.2f}x of the model's own CPU "
-        f"(one sentence a call vs {max(model_costs)} a call)"
-    )
-    if "mlserver-batched" in by_name:
-        bound = by_name["mlserver-batched"].cpu_us_per_request / batched_us
-        ratios["cpu_time_bound_vs_mlserver"] = bound
         print(
-            f"a server with no cost beside the model's would use {bound:.2f}x less CPU per "
-            "request than mlserver-batched: the most a CPU-bound server can gain on it here"
+            f"  {name}: CPU/request {target.cpu_us_per_request:.0f} us = model {cpu_us:.0f} + "
+            f"the rest {target.cpu_us_per_request - cpu_us:.0f}; p50 {target.median_p50:.1f} ms,"
+            f" p99 {target.median_p99:.1f} ms"
+        )
+    if "mlserver-batched" in by_name and "torch" in model_costs:
+        torch_us = model_costs["torch"][connections][0]
+        bound = by_name["mlserver-batched"].cpu_us_per_request / torch_us
+        ratios["mlserver_cpu_over_torch_model"] = bound
+        print(
+            f"mlserver-batched spends {by_name['mlserver-batched'].cpu_us_per_request:.0f} us "
+            f"CPU a request, {bound:.2f}x the torch model's own {torch_us:.0f} us"
         )
     return ratios
 

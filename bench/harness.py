@@ -50,7 +50,7 @@ POST_LUA = """\
 wrk.method = "POST"
 wrk.body = {body}
 wrk.headers["Content-Type"] = "application/json"
-"""
+{headers}"""
 
 # Bodies taken in turn, one per request (each connection starts at a different one).
 ROTATING_POST_LUA = """\
@@ -169,12 +169,30 @@ def start_modelhost(
         processes,
         env={
             **MODELHOST_BENCH_ENV,
-            "MODELHOST_DATABASE_URL": f"sqlite:///{work / name}.db",
+            "MODELHOST_DATABASE_URL": modelhost_database(work, name),
             "MODELHOST_USAGE_JOURNAL": str(work / f"{name}-usage.journal"),
             **(env or {}),
         },
     )  # fmt: skip
     return process, f"http://127.0.0.1:{port}"
+
+
+def modelhost_database(work: Path, name: str) -> str:
+    """The SQLite database :func:`start_modelhost` gives the server ``name``."""
+    return f"sqlite:///{work / name}.db"
+
+
+def create_api_key(work: Path, name: str) -> str:
+    """A real API key (a user of role ``user``) in the database of the server ``name``, made
+    with ``modelhost users create`` before the server starts: benches that keep auth on."""
+    done = subprocess.run(
+        [str(modelhost_executable()), "users", "create", f"bench-{name}", "--role", "user"],
+        env={**os.environ, "MODELHOST_DATABASE_URL": modelhost_database(work, name)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip().splitlines()[-1]
 
 
 def start_mlserver(
@@ -250,6 +268,7 @@ def wait_ready(
     probe: str | None = None,
     body: str = "",
     timeout: float = 60.0,
+    headers: dict[str, str] | None = None,
 ) -> None:
     """Until GET ``url`` answers 200 (or POST ``body`` to ``probe`` does)."""
     deadline = time.monotonic() + timeout
@@ -263,7 +282,7 @@ def wait_ready(
                         return
             else:
                 assert probe is not None
-                post_json(probe, body)
+                post_json(probe, body, headers)
                 return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
@@ -401,9 +420,12 @@ def wrk_command(core: int, threads: int, connections: int, timeout_s: int = 2) -
     ]  # fmt: skip
 
 
-def post_script(path: Path, body: str) -> Path:
-    """A wrk script POSTing ``body`` (JSON text) on every request."""
-    path.write_text(POST_LUA.format(body=json.dumps(body)))
+def post_script(path: Path, body: str, headers: dict[str, str] | None = None) -> Path:
+    """A wrk script POSTing ``body`` (JSON text) on every request, with ``headers``."""
+    lines = "".join(
+        f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n" for k, v in (headers or {}).items()
+    )
+    path.write_text(POST_LUA.format(body=json.dumps(body), headers=lines))
     return path
 
 

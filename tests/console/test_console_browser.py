@@ -174,22 +174,41 @@ def test_try_minilm_and_see_the_similarity_heat_map(
 
 
 def test_my_usage_shows_the_requests(console_server: Console, new_context: ContextFactory) -> None:
+    # More requests than one page holds (25), so there is an older page.
+    body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": SETOSA}]}
+    with httpx.Client(base_url=console_server.server.url, timeout=60) as http:
+        headers = {"Authorization": f"Bearer {console_server.admin_key}"}
+        for _ in range(26):
+            answer = http.post("/v2/models/iris-onnx/infer", json=body, headers=headers)
+            assert answer.status_code == 200, answer.text
     page = new_context(key=console_server.admin_key).new_page()
     page.goto(f"{console_server.url}#/usage")
     table = page.get_by_test_id("usage-table")
 
     def recorded() -> bool:
-        # Records are written in batches every half second: refresh until both are there.
+        # Records are written in batches every half second: refresh until all are there.
         page.get_by_role("button", name="Refresh").click()
+        page.wait_for_load_state("networkidle")
         return (
-            table.locator("tr[data-model='iris-onnx']").count() >= 1
-            and table.locator("tr[data-model='minilm']").count() >= 1
+            table.locator("tbody tr").count() == 25
+            and page.get_by_role("button", name="Older").is_enabled()
         )
 
     eventually(recorded, timeout=15, interval=0.5)
     expect(page.get_by_role("img", name=re.compile("Requests per"))).to_be_visible()
     expect(page.get_by_role("img", name=re.compile("Median latency per"))).to_be_visible()
     shot(page, console_server, "usage")
+    pager = page.get_by_role("navigation", name="Pages of requests")
+    first_page = table.locator("tbody tr").all_inner_texts()
+    assert len(first_page) == 25
+    pager.get_by_role("button", name="Older").click()
+    expect(pager).to_contain_text("Page 2")
+    # The older requests: the ones the Try it tests sent from the console.
+    expect(table.locator("tr[data-model='minilm']")).to_have_count(1)
+    expect(table.locator("tr[data-model='iris-onnx']")).not_to_have_count(0)
+    assert table.locator("tbody tr").all_inner_texts() != first_page
+    pager.get_by_role("button", name="Newer").click()
+    expect(pager).to_contain_text("Page 1")
 
     page.get_by_label("Model", exact=True).select_option("iris-onnx")
     page.get_by_role("button", name="Apply filters").click()

@@ -20,6 +20,7 @@ PLATFORMS = {
     "python": "python",
     "torch": "pytorch_libtorch",
     "transformers": "transformers",
+    "transformers-onnx": "onnxruntime_onnx",
 }
 
 

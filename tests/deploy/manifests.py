@@ -18,6 +18,8 @@ OVERLAYS = {
 }
 # Kinds that Kubernetes itself defines; the rest are custom resources with their own schemas.
 CUSTOM_KINDS = {"ScaledObject", "ServiceMonitor", "PrometheusRule"}
+# The Kubernetes version the objects are validated against: the EKS version of deploy/aws.
+KUBERNETES_VERSION = "1.33.0"
 
 
 def kubectl() -> str:

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import runpy
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.deploy.manifests import OVERLAYS, ROOT, find, render
+from tests.deploy.manifests import (
+    CUSTOM_KINDS,
+    KUBERNETES_VERSION,
+    OVERLAYS,
+    ROOT,
+    find,
+    render,
+)
 
 MONITORING = ROOT / "deploy" / "monitoring"
+TOOLS = ROOT / "deploy" / "tools"
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +150,82 @@ def test_prometheus_rule_is_generated_from_the_one_rules_file() -> None:
     rules = yaml.safe_load((MONITORING / "prometheus-rules.yaml").read_text())
     rendered_rule = find(render(OVERLAYS["base"]), "PrometheusRule")
     assert rendered_rule["spec"]["groups"] == rules["groups"]
+
+
+# -- validated, not only well-formed ---------------------------------------------------------
+
+
+def write_objects(path: Path, objects: list[dict[str, Any]]) -> Path:
+    path.write_text(yaml.safe_dump_all(objects))
+    return path
+
+
+def test_built_in_objects_validate_strictly(
+    rendered: dict[str, list[dict[str, Any]]], deploy_tools: Path, tmp_path: Path
+) -> None:
+    for name, objects in rendered.items():
+        built_in = [o for o in objects if o["kind"] not in CUSTOM_KINDS]
+        manifest = write_objects(tmp_path / f"{name}.yaml", built_in)
+        result = subprocess.run(
+            [str(deploy_tools / "kubernetes-validate"), "--strict", "--no-warn",
+             "-k", KUBERNETES_VERSION, str(manifest)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.count("passed for resource") == len(built_in), result.stdout
+
+
+def validate_custom(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    result = subprocess.run(
+        ["node", str(TOOLS / "validate-custom-resources.mjs")],
+        input=json.dumps(objects), capture_output=True, text=True, timeout=120, cwd=TOOLS,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    verdicts: list[dict[str, Any]] = json.loads(result.stdout)
+    return verdicts
+
+
+def test_custom_resources_validate_against_their_own_schemas(
+    rendered: dict[str, list[dict[str, Any]]], deploy_tools: Path
+) -> None:
+    seen = set()
+    for name, objects in rendered.items():
+        custom = [o for o in objects if o["kind"] in CUSTOM_KINDS]
+        seen |= {o["kind"] for o in custom}
+        for verdict in validate_custom(custom):
+            assert verdict["errors"] == [], (name, verdict)
+    assert seen == CUSTOM_KINDS
+    # The schemas are really applied: a broken ScaledObject and PrometheusRule are refused.
+    scaled = json.loads(json.dumps(find(rendered["aws"], "ScaledObject")))
+    scaled["spec"]["minReplicaCount"] = "two"
+    rule = json.loads(json.dumps(find(rendered["base"], "PrometheusRule")))
+    rule["spec"]["groups"][0]["rules"][0]["for"] = "two minutes"
+    refused = validate_custom([scaled, rule])
+    assert "minReplicaCount must be integer" in refused[0]["errors"][0]
+    assert "for must match pattern" in refused[1]["errors"][0]
+
+
+def test_checkov_passes_or_each_finding_is_suppressed_with_a_reason(
+    rendered: dict[str, list[dict[str, Any]]], deploy_tools: Path, tmp_path: Path
+) -> None:
+    for name, objects in rendered.items():
+        write_objects(tmp_path / f"{name}.yaml", objects)
+    result = subprocess.run(
+        [str(deploy_tools / "checkov"), "--directory", str(tmp_path), "--framework",
+         "kubernetes", "--skip-download", "--compact", "--output", "json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    reports = json.loads(result.stdout)
+    reports = reports if isinstance(reports, list) else [reports]
+    failed = [
+        (check["check_id"], check["resource"], check["file_path"])
+        for report in reports
+        for check in report["results"]["failed_checks"]
+    ]
+    assert failed == []
+    assert result.returncode == 0, result.stderr
+    skipped = [c for r in reports for c in r["results"]["skipped_checks"]]
+    print(f"checkov: {reports[0]['summary']}")
+    print("suppressed: " + ", ".join(sorted({c["check_id"] for c in skipped})))
+    assert skipped, "the suppressions in the manifests were not seen"
+    assert all(len(c["check_result"]["suppress_comment"]) > 40 for c in skipped)  # each says why

@@ -145,9 +145,13 @@ class Services:
                     log.error("pinned model %s/%s did not load: %s", name, record.version, exc)
 
     async def _emit_emf(self, emf: EmfEmitter, interval: float) -> None:
+        # Load failures go out per interval (a CloudWatch alarm sums them over its period).
+        failures_seen = self.cache.stats.load_failures
         while True:
             await asyncio.sleep(interval)
-            emf.emit(self.process_figures())
+            failures = self.cache.stats.load_failures
+            emf.emit({**self.process_figures(), "ModelLoadFailures": failures - failures_seen})
+            failures_seen = failures
 
     def process_figures(self) -> dict[str, float]:
         """The process-level numbers the EMF lines carry."""

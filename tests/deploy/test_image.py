@@ -14,15 +14,7 @@ import pytest
 
 from modelhost import container as limits
 from tests.deploy.containers import Container
-from tests.deploy.podman import (
-    BAKED_MODEL_DIR,
-    ROOT,
-    TEST_EXTRAS,
-    build_image,
-    image_size,
-    podman,
-    runtime_args,
-)
+from tests.deploy.podman import ROOT, image_size, podman, runtime_args
 from tests.storage.s3server import MotoServer
 from tests.support.cli import create_user
 from tests.support.databases import create_postgres_database, drop_postgres_database, postgres_url
@@ -36,9 +28,10 @@ IRIS = {
 IRIS_SKLEARN = {
     "inputs": [{"name": "input", "datatype": "FP64", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]
 }
-# The onnx,sklearn image, measured here: ~600 MB (Python and its venv on a minimal Debian; the
-# frameworks are most of it). The bound catches a build stage, pip cache or toolchain leaking in.
-MAX_IMAGE_BYTES = 750 * MB
+# The onnx,sklearn image, measured here: ~710 MB (Python and its venv on a minimal Debian 176 MB;
+# numpy, scipy, scikit-learn, onnxruntime are most of the rest). The bound catches a build
+# stage, pip cache or toolchain leaking in, with room for the dependencies to grow a little.
+MAX_IMAGE_BYTES = 850 * MB
 
 
 def infer(url: str, model: str, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -213,11 +206,9 @@ def test_sigterm_drains_requests_in_flight(image: str, tmp_path: Path) -> None:
         assert server.exit_code() == 0, server.logs()
 
 
-def test_a_baked_model_answers_without_its_repository(image: str) -> None:
-    tag, seconds = build_image(TEST_EXTRAS, model_dir=BAKED_MODEL_DIR)
-    print(f"baked image: {f'built in {seconds:.0f}s' if seconds else 'cached'}")
+def test_a_baked_model_answers_without_its_repository(baked_image: str) -> None:
     with Container(
-        tag,
+        baked_image,
         env={
             "MODELHOST_AUTH": "disabled",
             # A repository nobody can reach: only the baked version can answer.

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.models import write_memory_model
+from tests.support.models import write_failing_model, write_memory_model
 from tests.support.server import ServerProcess
 
 X = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1.0]}]}
@@ -48,11 +48,13 @@ def check_emf(line: dict[str, Any]) -> None:
 def test_emf_lines(tmp_path: Path) -> None:
     root = tmp_path / "models"
     write_memory_model(root, "m", 2)
+    write_failing_model(root)
     env = {"MODELHOST_CLOUDWATCH_EMF": "true", "MODELHOST_EMF_INTERVAL_SECONDS": "0.5"}
     with ServerProcess(root, tmp_path / "server.log", env=env) as server:
         for _ in range(150):
             httpx.post(f"{server.url}/v2/models/m/infer", json=X)
         httpx.post(f"{server.url}/v2/models/m/infer", json={"inputs": []})
+        assert httpx.post(f"{server.url}/v2/models/broken/infer", json=X).status_code == 503
         time.sleep(1.2)
         log = server.log()
 
@@ -68,3 +70,4 @@ def test_emf_lines(tmp_path: Path) -> None:
     assert process and process[-1]["BudgetBytes"] == 8 << 30
     assert 0 < process[-1]["ResidentBytes"] <= process[-1]["ProcessRSSBytes"]
     assert process[-1]["ResidentModels"] == 1
+    assert sum(e["ModelLoadFailures"] for e in process) == 1  # the alarm's metric

@@ -3,7 +3,7 @@
 A CloudWatch agent or Fluent Bit turns these lines into CloudWatch metrics without any API call
 from the pod. Every ``interval`` seconds the server writes one line per model that had traffic
 (Requests, Errors, Latency) and one line for the process (memory against the budget, resident
-models, queue depth), all in the ``modelhost`` namespace.
+models, queue depth, model loads that failed in the interval), all in the ``modelhost`` namespace.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ class EmfEmitter:
             "MemoryUtilization": "Percent",
             "ResidentModels": "Count",
             "QueueDepth": "Count",
+            "ModelLoadFailures": "Count",
         }
         lines.append(
             _line(

@@ -1,0 +1,1 @@
+"""modelhost's AWS infrastructure as a CDK app (deploy/aws/app.py)."""

@@ -133,8 +133,8 @@ def test_aws_overlay(rendered: dict[str, list[dict[str, Any]]]) -> None:
     claim = volumes["artifact-cache"]["ephemeral"]["volumeClaimTemplate"]["spec"]
     assert claim["storageClassName"] == find(objects, "StorageClass")["metadata"]["name"]
     scaled = find(objects, "ScaledObject")
-    triggers = {t["type"]: t for t in scaled["spec"]["triggers"]}
-    query = triggers["prometheus"]["metadata"]["query"]
+    triggers = {t.get("name", t["type"]): t for t in scaled["spec"]["triggers"]}
+    query = triggers["inference-demand"]["metadata"]["query"]
     assert "modelhost_queue_wait_seconds_sum" in query
     assert "modelhost_requests_waiting_for_load" in query
     assert triggers["cpu"]["metadata"]["value"] == "70"

@@ -23,6 +23,18 @@ class ModelState(StrEnum):
     UNLOADING = "UNLOADING"
 
 
+@dataclass(slots=True)
+class ModelCounters:
+    """One model version's churn on this replica since start: the signals for scaling by model
+    (docs/routing.md). Kept across its loads and unloads."""
+
+    loads: int = 0
+    evictions: int = 0  # made room for another model
+    load_waits: int = 0  # requests that found it not resident and waited for it
+    load_wait_seconds: float = 0.0  # how long those requests waited, together
+    did_not_fit: int = 0  # requests refused: the budget could not hold it
+
+
 @dataclass(eq=False)
 class ModelEntry:
     """Mutated only on the event loop, so a state check and the change after it are atomic."""
@@ -40,6 +52,7 @@ class ModelEntry:
     error: ModelhostError | None = None  # why the last load failed
     transition: asyncio.Future[None] | None = None  # set while LOADING or UNLOADING
     drained: asyncio.Event = field(default_factory=asyncio.Event)
+    counters: ModelCounters = field(default_factory=ModelCounters)
 
     def __post_init__(self) -> None:
         self.drained.set()

@@ -107,34 +107,47 @@ class ModelCache:
             self.stats.hits += 1
             return self._lease_ready(entry)
         self.stats.misses += 1
-        while True:
-            if _is_ready(entry):
-                return self._lease_ready(entry)
-            state = entry.state
-            if state is ModelState.UNLOADING:
+        waiting_since: float | None = None  # when this request began to wait for its model
+        try:
+            while True:
+                if _is_ready(entry):
+                    return self._lease_ready(entry)
+                if waiting_since is None:
+                    waiting_since = self._clock()
+                state = entry.state
+                if state is ModelState.UNLOADING:
+                    assert entry.transition is not None
+                    await _wait(entry.transition, deadline, f"{ref} to finish unloading")
+                    continue
+                if state is ModelState.UNAVAILABLE:
+                    wait = entry.retry_at - self._clock()
+                    if entry.error is not None and wait > 0 and not ignore_backoff:
+                        waiting_since = None  # refused at once: it waited for nothing
+                        raise _copy(entry.error, retry_after=wait)
+                    self._start_load(entry)
+                # LOADING: wait for it, holding a lease so nothing evicts the model first.
                 assert entry.transition is not None
-                await _wait(entry.transition, deadline, f"{ref} to finish unloading")
-                continue
-            if state is ModelState.UNAVAILABLE:
-                wait = entry.retry_at - self._clock()
-                if entry.error is not None and wait > 0 and not ignore_backoff:
-                    raise _copy(entry.error, retry_after=wait)
-                self._start_load(entry)
-            # LOADING: wait for it, holding a lease so nothing evicts the model before we use it.
-            assert entry.transition is not None
-            self._add_lease(entry)
-            try:
-                await _wait(entry.transition, deadline, f"{ref} to load")
-            except BaseException:
+                self._add_lease(entry)
+                try:
+                    await _wait(entry.transition, deadline, f"{ref} to load")
+                except BaseException:
+                    self.release(entry)
+                    raise
+                if _is_ready(entry):  # the load finished; our lease kept it from eviction
+                    entry.last_used = self._clock()
+                    self.policy.used(ref.key)
+                    return entry
                 self.release(entry)
-                raise
-            if _is_ready(entry):  # the load finished; our lease kept it from being evicted
-                entry.last_used = self._clock()
-                self.policy.used(ref.key)
-                return entry
-            self.release(entry)
-            if entry.error is not None:
-                raise _copy(entry.error, retry_after=max(0.0, entry.retry_at - self._clock()))
+                if entry.error is not None:
+                    raise _copy(entry.error, retry_after=max(0.0, entry.retry_at - self._clock()))
+        except InsufficientMemory:
+            entry.counters.did_not_fit += 1  # a model asked for here that the budget cannot hold
+            raise
+        finally:
+            # Requests that waited on a load (or an unload, then a load): the scaling signal.
+            if waiting_since is not None:
+                entry.counters.load_waits += 1
+                entry.counters.load_wait_seconds += self._clock() - waiting_since
 
     def release(self, entry: ModelEntry) -> None:
         entry.leases -= 1
@@ -225,6 +238,7 @@ class ModelCache:
             leases=entry.leases,
             pinned=entry.pinned,
             idle_seconds=self.seconds_since_use(entry),
+            counters=replace(entry.counters),
         )
 
     def unload_idle(self, idle_seconds: float) -> int:
@@ -288,6 +302,7 @@ class ModelCache:
         self._resident[ref.key] = entry
         self.policy.admitted(ref.key, footprint, _reload_seconds(model))
         self.stats.loads += 1
+        entry.counters.loads += 1
         if self._on_loaded is not None:
             self._on_loaded(model)
         self._finish_transition(entry)
@@ -334,6 +349,7 @@ class ModelCache:
                     raise self._no_room(entry, need, held)
                 for victim in victims:
                     self.stats.evictions += 1
+                    victim.counters.evictions += 1
                     self._begin_unload(
                         victim, f"evicted to make room for {entry.ref}", evicted=True
                     )

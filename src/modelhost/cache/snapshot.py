@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from modelhost.cache.entry import ModelState
+from modelhost.cache.entry import ModelCounters, ModelState
 
 
 @dataclass(slots=True)
@@ -33,6 +33,7 @@ class ModelSnapshot:
     leases: int  # requests using it, or waiting for its load
     pinned: bool
     idle_seconds: float | None  # since a request last used it (None: never, in this process)
+    counters: ModelCounters
 
 
 @dataclass(frozen=True, slots=True)

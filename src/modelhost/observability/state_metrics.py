@@ -58,6 +58,7 @@ def cache_families(cache: CacheSnapshot) -> Iterator[Metric]:
             resident += 1
     yield states
     yield footprint
+    yield from churn_families(cache)
     yield GaugeMetricFamily(
         "modelhost_resident_models", "Model versions in memory.", value=resident
     )
@@ -68,6 +69,44 @@ def cache_families(cache: CacheSnapshot) -> Iterator[Metric]:
         "Requests waiting for their model to finish loading.",
         value=sum(model.leases for model in cache.models if model.state is ModelState.LOADING),
     )
+
+
+# Scaling by model, not just by pod (docs/routing.md): per model version, what it cost this
+# replica to hold it, or not to.
+_CHURN = (
+    ("loads", "modelhost_model_version_loads", "Loads of each model version here."),
+    ("evictions", "modelhost_model_version_evictions", "Evictions of each model version here."),
+    (
+        "load_waits",
+        "modelhost_model_load_waits",
+        "Requests that found their model not resident here and waited for it to load.",
+    ),
+    (
+        "load_wait_seconds",
+        "modelhost_model_load_wait_seconds",
+        "Seconds requests spent waiting for their model to load here, together.",
+    ),
+    (
+        "did_not_fit",
+        "modelhost_model_did_not_fit",
+        "Requests refused because the memory budget here could not hold their model.",
+    ),
+)
+
+
+def churn_families(cache: CacheSnapshot) -> Iterator[Metric]:
+    """Per model version: loads, evictions, requests that waited on a load (count, seconds),
+    requests refused for lack of room."""
+    families = [
+        (field, CounterMetricFamily(name, doc, labels=("model", "version")))
+        for field, name, doc in _CHURN
+    ]
+    for model in cache.models:
+        labels = (model.name, str(model.version))
+        for field, family in families:
+            family.add_metric(labels, getattr(model.counters, field))
+    for _, family in families:
+        yield family
 
 
 def queue_families(queues: list[QueueSnapshot]) -> Iterator[Metric]:

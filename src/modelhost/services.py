@@ -23,6 +23,7 @@ from modelhost.cache.eviction import make_policy
 from modelhost.cache.loader import LoadedModel, ModelLoader
 from modelhost.cache.memory import process_rss
 from modelhost.cache.model_cache import ModelCache
+from modelhost.cache.warm_start import warm_start
 from modelhost.catalog.model_catalog import ModelCatalog
 from modelhost.catalog.sync import CatalogSync
 from modelhost.db.catalog import CatalogStore
@@ -88,6 +89,7 @@ class Services:
         self.usage_writer.start()
         await self._import_runtimes()
         await self._load_pinned()
+        await self._warm_start(self.settings.warm_start_window_seconds)
         self._spawn(self.sync.run_periodically(self.settings.registry_refresh_seconds))
         if self.emf is not None:
             self._spawn(self._emit_emf(self.emf, self.settings.emf_interval_seconds))
@@ -143,6 +145,19 @@ class Services:
                     await self.cache.load(self.catalog.resolve(name, str(record.version)))
                 except ModelhostError as exc:
                     log.error("pinned model %s/%s did not load: %s", name, record.version, exc)
+
+    async def _warm_start(self, window: float) -> None:
+        """Start preloading the models served most lately; wait for it no longer than the
+        readiness setting allows."""
+        if not window:
+            return
+
+        async def preload() -> None:
+            await warm_start(self.usage, self.catalog, self.cache, window_seconds=window)
+
+        task = asyncio.get_running_loop().create_task(preload())
+        self._background.append(task)
+        await asyncio.wait([task], timeout=self.settings.warm_start_ready_wait_seconds)
 
     async def _emit_emf(self, emf: EmfEmitter, interval: float) -> None:
         # Load failures go out per interval (a CloudWatch alarm sums them over its period).

@@ -88,6 +88,17 @@ class Settings(BaseSettings):
         "recently used) or 'cost-aware' (cheapest to reload per byte, weighed by recent "
         "requests: GreedyDual-Size-Frequency).",
     )
+    warm_start_window_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="At start, preload (in the background, within the budget) the models "
+        "served most in this many seconds before, from the usage records; 0: don't.",
+    )
+    warm_start_ready_wait_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="How long readiness may wait for that preload (it goes on after).",
+    )
     idle_unload_seconds: float | None = Field(
         default=None, gt=0, description="Unload a model nobody used for this long; unset: never."
     )

@@ -180,6 +180,20 @@ class ModelCache:
         entry = await self.acquire(ref, ignore_backoff=True)
         self.release(entry)
 
+    async def preload(self, ref: ModelRef) -> bool:
+        """Load ``ref`` if it fits in the budget's free room, evicting nothing: a guess at what
+        will be wanted (a warm restart) never pushes out a model. True if it is resident."""
+        entry = self._entry(ref)
+        if entry.state is ModelState.UNAVAILABLE:
+            size = entry.known_size
+            if size is None:
+                size = await self._loader.estimate_bytes(ref)
+            free = self.budget - self.used_bytes - self.freeing_bytes - self.reserved_bytes
+            if entry.state is not ModelState.UNAVAILABLE or size > free:
+                return _is_ready(entry)
+            await self.load(ref)
+        return _is_ready(entry)
+
     async def unload(self, ref: ModelRef, reason: str = "unloaded") -> None:
         """Unload ``ref`` once the requests holding it are done."""
         entry = self._entries.get(ref.key)

@@ -207,9 +207,9 @@ def build_services(settings: Settings) -> Services:
     metrics = Metrics()
 
     def record_load(model: LoadedModel) -> None:
-        labels = (model.ref.name, str(model.ref.version))
+        name, version, source = model.ref.name, str(model.ref.version), model.source
         for phase, seconds in {**model.phases, "total": model.load_seconds}.items():
-            metrics.load_duration.labels(*labels, phase).observe(seconds)
+            metrics.load_duration.labels(name, version, phase, source).observe(seconds)
 
     cache = ModelCache(
         loader,

@@ -24,6 +24,9 @@ from modelhost.storage.base import FetchedVersion, ModelStore
 
 log = logging.getLogger(__name__)
 
+LOAD_FROM_REMOTE = "remote"
+LOAD_FROM_DISK = "disk"
+
 
 @dataclass(eq=False)
 class LoadedModel:
@@ -42,6 +45,15 @@ class LoadedModel:
     @property
     def manifest(self) -> Manifest:
         return self.ref.manifest
+
+    @property
+    def source(self) -> str:
+        """Where this load read the model from: ``remote`` when any of its files came over the
+        network from the store, ``disk`` when every file was on local disk already (a local
+        repository, a baked folder, or the artifact cache keeping an evicted model's files)."""
+        if self.files is not None and self.files.downloaded_bytes > 0:
+            return LOAD_FROM_REMOTE
+        return LOAD_FROM_DISK
 
 
 class Loader(Protocol):

@@ -55,8 +55,9 @@ class Metrics:
         )
         self.load_duration = Histogram(
             "modelhost_model_load_seconds",
-            "Time a model load spent in each phase (download, verify, deserialize, warmup, total).",
-            ("model", "version", "phase"),
+            "Time a model load spent in each phase (download, verify, deserialize, measure, "
+            "total), by where it read the files from (remote: the store; disk: local files).",
+            ("model", "version", "phase", "source"),
             buckets=LOAD_BUCKETS,
             registry=self.registry,
         )

@@ -320,14 +320,22 @@ def edit_manifest(
 
 
 def process_stats(pid: int) -> tuple[float, float, int]:
-    """CPU seconds (user + system), system seconds and context switches of ``pid``'s threads."""
+    """CPU seconds (user + system), system seconds and context switches of ``pid``.
+
+    CPU time comes from the process's own stat, which keeps the time of threads that have
+    ended (a thread pool lets idle threads go: summing the live threads would lose theirs);
+    context switches are summed over the live threads.
+    """
     ticks = os.sysconf("SC_CLK_TCK")
     cpu, system, switches = 0.0, 0.0, 0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+        system = int(fields[12]) / ticks
+    except (OSError, IndexError, ValueError):
+        pass
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            cpu += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-            system += int(fields[12]) / ticks
             for line in (task / "status").read_text().splitlines():
                 if "ctxt_switches:" in line:
                     switches += int(line.split()[1])

@@ -264,6 +264,24 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def upload_version(client: Any, model: Path, prefix: str) -> None:
+    """The version as ``modelhost models push`` lays it out (its files, then the file index),
+    written with single PUTs: moto on a busy machine can take longer to assemble a 1 GiB
+    multipart upload than a client waits for it, and the bench measures loads, not pushes."""
+    from boto3.s3.transfer import TransferConfig
+
+    from modelhost.storage.base import FileInfo
+    from modelhost.storage.index import INDEX_PATH, encode_index
+
+    whole = TransferConfig(multipart_threshold=1 << 40)
+    index = {}
+    for path in sorted(p for p in model.rglob("*") if p.is_file()):
+        relative = path.relative_to(model).as_posix()
+        client.upload_file(str(path), "bench", f"{prefix}/{relative}", Config=whole)
+        index[relative] = FileInfo(path.stat().st_size, sha256_file(path))
+    client.put_object(Bucket="bench", Key=f"{prefix}/{INDEX_PATH}", Body=encode_index(index))
+
+
 def one_stream(client: Any, key: str, out: Path) -> None:
     body = client.get_object(Bucket="bench", Key=key)["Body"]
     with open(out, "wb") as file:
@@ -281,15 +299,7 @@ def bench_s3(model: Path, root: Path, trials: int, cap: float) -> dict[str, Any]
     try:
         direct = boto3_client(moto.endpoint)
         direct.create_bucket(Bucket="bench")
-        push_s = timed(
-            lambda: subprocess.run(
-                [sys.executable, "-m", "modelhost.cli.main", "models", "push", str(model)]
-                + ["--name", NAME, "--model-repository", "s3://bench/repo"],
-                env={**os.environ, "MODELHOST_S3_ENDPOINT": moto.endpoint, **CREDENTIALS},
-                check=True,
-                stdout=subprocess.DEVNULL,
-            )
-        )
+        push_s = timed(partial(upload_version, direct, model, f"repo/{NAME}/1"))
         key = f"repo/{NAME}/1/model.safetensors"
         expected = sha256_file(model / "model.safetensors")
         downloads = root / "downloads"  # the same disk as the artifact cache (root)

@@ -8,9 +8,11 @@ Zipf-distributed requests (s = 1.1) whose popularity is reshuffled halfway throu
 For each policy a fresh ``modelhost serve --eviction-policy P`` (pinned to core 0) gets the
 trace from this process (pinned to core 1), one request at a time, so every policy sees the same
 sequence and the offline references apply to it exactly. Reported per policy: hit rate, the
-seconds the server spent loading (its own load-phase metric) and the bytes it loaded, request
-latency p50/p99, and the server's peak RSS (VmHWM) against budget + its own RSS before any
-model loaded. The references, computed from the trace with the models' nominal sizes and load
+seconds the server spent loading (its own load-phase metric: "loading s") and the same loads
+at their models' nominal times ("nominal s": what the policy chose, apart from how fast this
+machine fills memory, which a busy machine adds to every big load), the bytes it loaded,
+request latency p50/p99, and the server's peak RSS (VmHWM) against budget + its own RSS before
+any model loaded. The references, computed from the trace with the models' nominal sizes and load
 times: Belady's rule (evict what is next needed farthest ahead; the classic bound for equal-size
 items) and the true offline optimum for these unequal sizes and costs (an exact integer
 program; no policy can spend fewer loading seconds). The same policies replayed offline on the
@@ -38,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -158,6 +161,7 @@ def replay(
     process.wait(timeout=30)
     by_name = {model.name: model for model in models}
     count = sum(n for n, _ in loads.values())
+    nominal = sum(by_name[name].load_seconds * n for name, (n, _) in loads.items())
     latencies.sort()
     return {
         "policy": policy,
@@ -165,6 +169,7 @@ def replay(
         "loads": count,
         "hit_rate": 1 - count / len(trace),
         "load_seconds": sum(seconds for _, seconds in loads.values()),
+        "nominal_load_seconds": nominal,
         "loaded_bytes": sum(by_name[name].size * n for name, (n, _) in loads.items()),
         "p50_ms": 1000 * statistics.median(latencies),
         "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
@@ -174,6 +179,15 @@ def replay(
     }
 
 
+def fill_seconds() -> float:
+    """What touching 1 GB of new memory costs here: every load pays it for the bytes it holds,
+    on top of its nominal time, so a busy machine adds it to the measured loading seconds."""
+    started = time.perf_counter()
+    block = np.ones(1_000_000_000 // 8)  # as the models allocate theirs
+    del block
+    return time.perf_counter() - started
+
+
 def offline_row(name: str, outcome: Outcome, requests: int) -> dict[str, Any]:
     return {
         "policy": name,
@@ -181,6 +195,7 @@ def offline_row(name: str, outcome: Outcome, requests: int) -> dict[str, Any]:
         "loads": outcome.loads,
         "hit_rate": outcome.hit_rate(requests),
         "load_seconds": outcome.load_seconds,
+        "nominal_load_seconds": outcome.load_seconds,
         "loaded_bytes": outcome.loaded_bytes,
     }
 
@@ -212,8 +227,9 @@ def report(rows: list[dict[str, Any]], budget: int, optimum: float) -> None:
                 f"{row['hit_rate']:.1%}",
                 str(row["loads"]),
                 f"{row['load_seconds']:.1f}",
+                f"{row['nominal_load_seconds']:.1f}",
                 f"{row['loaded_bytes'] / 1e9:.2f}",
-                f"{row['load_seconds'] / optimum:.2f}x",
+                f"{row['nominal_load_seconds'] / optimum:.2f}x",
                 f"{row['p50_ms']:.0f}" if served else "",
                 f"{row['p99_ms']:.0f}" if served else "",
                 f"{row['peak_rss'] / 2**20:.0f}" if served else "",
@@ -227,8 +243,9 @@ def report(rows: list[dict[str, Any]], budget: int, optimum: float) -> None:
             "hit rate",
             "loads",
             "loading s",
+            "nominal s",
             "GB loaded",
-            "vs optimum",
+            "nominal vs optimum",
             "p50 ms",
             "p99 ms",
             "peak RSS MiB",
@@ -271,7 +288,7 @@ def main() -> int:
         write_models(repository, models, args.time_scale)
         served = []
         for policy in policies:
-            row = replay(policy, repository, work, processes, trace, models, budget)
+            row = replay(policy, repository, work, processes, trace, scaled, budget)
             print(
                 f"  {policy}: {row['elapsed_seconds']:.0f} s, load average {load_average()}",
                 flush=True,
@@ -288,12 +305,15 @@ def main() -> int:
         report(rows, budget, optimum.load_seconds)
         by_policy = {row["policy"]: row for row in served}
         if "lru" in by_policy and "cost-aware" in by_policy:
-            fewer = 1 - by_policy["cost-aware"]["load_seconds"] / by_policy["lru"]["load_seconds"]
-            verdict = "meets" if fewer >= GOAL_FEWER_LOADING_SECONDS else "MISSES"
-            print(
-                f"cost-aware spent {fewer:.0%} fewer seconds loading than LRU ({verdict} the "
-                f"goal of >= {GOAL_FEWER_LOADING_SECONDS:.0%})"
-            )
+            for column, what in (("load_seconds", "measured"), ("nominal_load_seconds", "nominal")):
+                lru, cost_aware = by_policy["lru"][column], by_policy["cost-aware"][column]
+                fewer = 1 - cost_aware / lru
+                verdict = "meets" if fewer >= GOAL_FEWER_LOADING_SECONDS else "MISSES"
+                print(
+                    f"cost-aware spent {fewer:.0%} fewer seconds loading than LRU, {what} "
+                    f"({verdict} the goal of >= {GOAL_FEWER_LOADING_SECONDS:.0%})"
+                )
+        print(f"filling 1 GB of fresh memory takes {fill_seconds():.2f} s on this machine now")
         across = spread(scaled, len(trace), budget)
         print(
             f"offline, over {across['traces']} other traces: cost-aware/LRU loading seconds "

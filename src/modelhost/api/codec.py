@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from modelhost.api.requests import parse_json_object
 from modelhost.errors import BadRequest, InvalidTensor
 from modelhost.inference.types import InferenceRequest, InferenceResponse, RequestedOutput, Tensor
 from modelhost.tensors.datatypes import DATATYPES, NUMPY_DTYPES
@@ -41,12 +42,7 @@ def decode_request(
                 f"{len(body)} bytes"
             )
         header, binary = body[:header_length], memoryview(body)[header_length:]
-    try:
-        doc = orjson.loads(header)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise BadRequest("the request body must be a JSON object")
+    doc = parse_json_object(header)
 
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):

@@ -34,8 +34,13 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     body = await read_body(request, limit)
     if not body.strip():
         return {}
+    return parse_json_object(body)
+
+
+def parse_json_object(data: bytes | memoryview) -> dict[str, Any]:
+    """A request body (or a V2 body's JSON header) that must be one JSON object; 400 if not."""
     try:
-        doc = orjson.loads(body)
+        doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the request body is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):

@@ -24,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any
 
@@ -83,16 +83,6 @@ class ModelCache:
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- leases: the request path -------------------------------------------------------------
-
-    @asynccontextmanager
-    async def lease(self, ref: ModelRef) -> AsyncIterator[LoadedModel]:
-        """Hold ``ref`` loaded for the duration of the block."""
-        entry = await self.acquire(ref)
-        try:
-            assert entry.model is not None
-            yield entry.model
-        finally:
-            self.release(entry)
 
     async def acquire(
         self, ref: ModelRef, *, ignore_backoff: bool = False, deadline: float | None = None

@@ -33,13 +33,10 @@ class RepositoryService:
         listed: list[RepositoryEntry] = []
         for name in self.catalog.names():
             for record in self.catalog.versions(name):
-                entry = self.cache.entry(name, record.version)
                 if record.manifest is None:
                     state, reason = ModelState.UNAVAILABLE, f"invalid model.yaml: {record.error}"
-                elif entry is None:
-                    state, reason = ModelState.UNAVAILABLE, "not loaded"
                 else:
-                    state, reason = entry.state, entry.reason
+                    state, reason = self.cache.status(name, record.version)
                 if ready_only and state is not ModelState.READY:
                     continue
                 listed.append(RepositoryEntry(name, str(record.version), state.value, reason))
@@ -60,5 +57,4 @@ class RepositoryService:
 
     def state(self, name: str, version: str | None) -> ModelState:
         ref = self.catalog.resolve(name, version)
-        entry = self.cache.entry(ref.name, ref.version)
-        return entry.state if entry is not None else ModelState.UNAVAILABLE
+        return self.cache.status(ref.name, ref.version)[0]

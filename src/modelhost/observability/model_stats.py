@@ -105,18 +105,19 @@ def model_stats(
 
     models = []
     for key in sorted(known | set(entries) | set(requests) | set(loads), key=_order):
-        if not key[1]:
+        if not key[1].isdigit():
             continue  # requests for names that resolved to no model
         entry = entries.get(key)
         queued = by_model.get(key)
         resident = entry.model if entry is not None else None
         idle = cache.seconds_since_use(entry) if entry is not None else None
+        state, reason = cache.status(key[0], int(key[1]))
         models.append(
             {
                 "name": key[0],
                 "version": key[1],
-                "state": entry.state.value if entry is not None else "UNAVAILABLE",
-                "reason": entry.reason if entry is not None else "not loaded",
+                "state": state.value,
+                "reason": reason,
                 "footprint_bytes": entry.footprint if entry is not None else 0,
                 "leases": entry.leases if entry is not None else 0,
                 "idle_seconds": idle,

@@ -23,12 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelhost.budget import LruBudget
 from modelhost.errors import StorageError
 from modelhost.storage.base import FetchedVersion, FileInfo
 from modelhost.storage.cache_folder import CacheFolder
@@ -58,18 +59,24 @@ class ArtifactCache:
 
     def __init__(self, root: Path, limit: int) -> None:
         self.root = root.expanduser().resolve()
-        self.limit = limit
         self.stats = ArtifactCacheStats()
-        self.used_bytes = 0
         self._folder = CacheFolder(self.root)
-        self._blobs: OrderedDict[str, int] = OrderedDict()  # sha256 → size, least recent first
+        # sha256 → size, least recently used first; ``reserved``: room for downloads under way.
+        self._blobs: LruBudget[str] = LruBudget(limit)
         self._pins: Counter[str] = Counter()
         self._view_users: Counter[str] = Counter()
-        self._reserved = 0  # room held for downloads under way
         self._inflight: dict[str, asyncio.Future[int]] = {}
         self._started = False
         self._start_lock = asyncio.Lock()
         self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelhost-cache-sync")
+
+    @property
+    def limit(self) -> int:
+        return self._blobs.limit
+
+    @property
+    def used_bytes(self) -> int:
+        return self._blobs.used
 
     async def fetch_version(
         self,
@@ -103,7 +110,7 @@ class ArtifactCache:
                 if not missing:
                     break
                 for sha in missing:
-                    self.used_bytes -= self._blobs.pop(sha, 0)
+                    self._blobs.remove(sha)
             else:
                 raise StorageError(f"files of {source} keep vanishing from {self.root}")
         except BaseException:
@@ -133,7 +140,7 @@ class ArtifactCache:
         async def ensure(path: str, info: FileInfo) -> int:
             sha = _sha256(info, path)
             if sha in self._blobs:
-                self._blobs.move_to_end(sha)
+                self._blobs.touch(sha)
                 self.stats.hits += 1
                 return 0
             async with limit:
@@ -176,9 +183,8 @@ class ArtifactCache:
                 on_mismatch=mismatch,
             )
         finally:
-            self._reserved -= size
-        self._blobs[sha] = size
-        self.used_bytes += size
+            self._blobs.reserved -= size
+        self._blobs.add(sha, size)
         self.stats.downloads += 1
         self.stats.downloaded_bytes += received.size
         self._syncer.submit(self._folder.make_durable, sha)
@@ -186,32 +192,23 @@ class ArtifactCache:
 
     async def _make_room(self, size: int, what: str) -> None:
         """Reserve ``size`` bytes, evicting least recently used unpinned files to fit them."""
-        shortfall = self.used_bytes + self._reserved + size - self.limit
-        victims: list[tuple[str, int]] = []
-        freed = 0
-        for sha, blob_size in self._blobs.items():  # least recently used first
-            if freed >= shortfall:
-                break
-            if not self._pins[sha]:
-                victims.append((sha, blob_size))
-                freed += blob_size
-        if shortfall > freed:
+        victims = self._blobs.victims(self._blobs.shortfall(size), lambda sha: not self._pins[sha])
+        if victims is None:
             pinned = sum(s for sha, s in self._blobs.items() if self._pins[sha])
             raise StorageError(
                 f"the artifact cache at {self.root} has no room for {what} "
                 f"({format_bytes(size)}): of its {format_bytes(self.limit)}, "
                 f"{format_bytes(pinned)} hold files of loaded models and "
-                f"{format_bytes(self._reserved)} downloads under way; raise MODELHOST_CACHE_SIZE"
+                f"{format_bytes(self._blobs.reserved)} downloads under way; "
+                "raise MODELHOST_CACHE_SIZE"
             )
         # Booked before the first await, so concurrent downloads see each other's room taken.
-        self._reserved += size
-        for sha, blob_size in victims:
-            del self._blobs[sha]
-            self.used_bytes -= blob_size
+        self._blobs.reserved += size
+        for sha in victims:
             self.stats.evictions += 1
-            self.stats.evicted_bytes += blob_size
+            self.stats.evicted_bytes += self._blobs.remove(sha)
         if victims:
-            await asyncio.to_thread(self._folder.remove, [sha for sha, _ in victims])
+            await asyncio.to_thread(self._folder.remove, victims)
 
     def _release(self, key: str, shas: list[str]) -> None:
         self._pins.subtract(shas)
@@ -229,8 +226,7 @@ class ArtifactCache:
             except OSError as exc:
                 raise StorageError(f"artifact cache at {self.root}: {exc}") from None
             for sha, size in found:
-                self._blobs[sha] = size
-                self.used_bytes += size
+                self._blobs.add(sha, size)
             self._started = True
             if self.used_bytes > self.limit:  # the limit was lowered since the last run
                 await self._make_room(0, "the files kept from the last run")

@@ -22,7 +22,6 @@ from modelhost.errors import (
     ModelNotFound,
     StorageError,
     Unavailable,
-    VersionExists,
     VersionNotFound,
 )
 from modelhost.manifest import Manifest, read_manifest
@@ -37,10 +36,10 @@ from modelhost.storage.base import (
 from modelhost.storage.index import (
     INDEX_DIR,
     INDEX_PATH,
-    checked_source,
     decode_index,
     encode_index,
 )
+from modelhost.storage.push import plan_push, version_exists
 from modelhost.storage.transfer import download_version, file_stream, receive_verified
 
 
@@ -121,19 +120,15 @@ class LocalModelStore(ModelStore):
         aliases: Sequence[str] = (),
         progress: Progress | None = None,
     ) -> PushedVersion:
-        check_model_name(name)
-        local = await asyncio.to_thread(checked_source, source)
-        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
-        stored = (await self.list_models()).get(name, [])
-        version = version if version is not None else max(stored, default=0) + 1
+        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)  # to list it
+        plan = await plan_push(self, name, source, version)
+        version = plan.version
         target = self.version_dir(name, version)
-        if version in stored:
-            raise VersionExists(f"{self.uri} already holds version {version} of model {name!r}")
         # Copied into a hidden folder and renamed whole: a version appears complete or not at all.
         staging = self.root / name / f".push-{version}-{uuid.uuid4().hex}"
         index: dict[str, FileInfo] = {}
         try:
-            for number, (relative, (file, size)) in enumerate(local.items()):
+            for number, (relative, (file, size)) in enumerate(plan.files.items()):
                 received = await receive_verified(
                     file_stream(file),
                     staging / relative,
@@ -146,9 +141,7 @@ class LocalModelStore(ModelStore):
                 index[relative] = FileInfo(received.size, received.sha256)
             await asyncio.to_thread(_commit, staging, target, encode_index(index, aliases))
         except FileExistsError:
-            raise VersionExists(
-                f"{self.uri} already holds version {version} of model {name!r}"
-            ) from None
+            raise version_exists(self, name, version) from None
         finally:
             await asyncio.to_thread(shutil.rmtree, staging, True)
         return PushedVersion(name, version, index)

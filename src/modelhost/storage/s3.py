@@ -32,7 +32,6 @@ from modelhost.errors import (
     InvalidManifest,
     ModelhostError,
     StorageError,
-    VersionExists,
     VersionNotFound,
 )
 from modelhost.manifest import MANIFEST_FILE, Manifest, parse_manifest
@@ -45,7 +44,8 @@ from modelhost.storage.base import (
     PushedVersion,
     check_model_name,
 )
-from modelhost.storage.index import INDEX_PATH, checked_source, decode_index, encode_index
+from modelhost.storage.index import INDEX_PATH, decode_index, encode_index
+from modelhost.storage.push import plan_push, version_exists
 from modelhost.storage.ranged import RangedSource
 from modelhost.storage.transfer import (
     CHUNK_BYTES,
@@ -199,15 +199,10 @@ class S3ModelStore(ModelStore):
         aliases: Sequence[str] = (),
         progress: Progress | None = None,
     ) -> PushedVersion:
-        check_model_name(name)
-        local = await asyncio.to_thread(checked_source, source)
-        stored = (await self.list_models()).get(name, [])
-        version = version if version is not None else max(stored, default=0) + 1
-        exists = VersionExists(f"{self.uri} already holds version {version} of model {name!r}")
-        if version in stored:
-            raise exists
+        plan = await plan_push(self, name, source, version)
+        version = plan.version
         index: dict[str, FileInfo] = {}
-        for path, (file, size) in local.items():
+        for path, (file, size) in plan.files.items():
             key = self._key(name, version, path)
             reader = HashingReader(file, progress)
             with self._errors(f"PUT {self.uri}/{key}"):
@@ -224,7 +219,7 @@ class S3ModelStore(ModelStore):
                 await writer.close()
             index[path] = FileInfo(reader.size, reader.sha256)
         key = self._key(name, version, INDEX_PATH)
-        with self._errors(f"PUT {self.uri}/{key}", exists=exists):
+        with self._errors(f"PUT {self.uri}/{key}", exists=version_exists(self, name, version)):
             # "create": of two pushes racing to one version number, the second one fails.
             await obstore.put_async(self._store, key, encode_index(index, aliases), mode="create")
         return PushedVersion(name, version, index)

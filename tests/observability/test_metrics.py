@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -85,6 +86,7 @@ def test_metrics_match_the_traffic_sent(tmp_path: Path) -> None:
 
         asyncio.run(burst())
         samples = scrape(server.url)
+        exposition = http.get("/metrics").text
         index = {e["name"]: e["state"] for e in http.post("/v2/repository/index").json()}
 
     requests = "modelhost_requests_total"
@@ -140,6 +142,20 @@ def test_metrics_match_the_traffic_sent(tmp_path: Path) -> None:
     )
     assert value(samples, "process_resident_memory_bytes") > resident
     assert value(samples, "modelhost_requests_in_flight") == 0
+
+    # The load phases the help text names are the ones recorded, no more and no fewer.
+    recorded = {
+        dict(labels)["phase"]
+        for name, labels in samples
+        if name == "modelhost_model_load_seconds_count"
+    }
+    (family,) = (
+        f
+        for f in text_string_to_metric_families(exposition)
+        if f.name == "modelhost_model_load_seconds"
+    )
+    named = re.search(r"\(([^)]*)\)", family.documentation)
+    assert named is not None and set(named.group(1).split(", ")) == recorded
 
 
 def test_metrics_need_a_key_unless_made_public(tmp_path: Path) -> None:

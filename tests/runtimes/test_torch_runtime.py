@@ -10,17 +10,16 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import safetensors.torch as safetensors_torch
+import torch
 
-torch = pytest.importorskip("torch")
-safetensors_torch = pytest.importorskip("safetensors.torch")
-
-from modelhost.errors import ModelLoadFailed  # noqa: E402
-from modelhost.manifest import Manifest, parse_manifest  # noqa: E402
-from modelhost.runtimes.factory import runtime_class  # noqa: E402
-from modelhost.runtimes.torch import TorchRuntime, as_tensor  # noqa: E402
-from tests.cache.helpers import cache_state  # noqa: E402
-from tests.support.models import write_version  # noqa: E402
-from tests.support.server import ServerProcess  # noqa: E402
+from modelhost.errors import ModelLoadFailed
+from modelhost.manifest import Manifest, parse_manifest
+from modelhost.runtimes.factory import runtime_class
+from modelhost.runtimes.torch import TorchRuntime, as_tensor
+from tests.cache.helpers import cache_state
+from tests.support.models import write_version
+from tests.support.server import ServerProcess
 
 # TorchScript is deprecated in torch 2.x: scripting, saving and loading all say so.
 jit_deprecated = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")

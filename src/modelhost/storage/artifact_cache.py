@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelhost.budget import LruBudget
+from modelhost.cache.accounting import ByteBudget
 from modelhost.errors import StorageError
 from modelhost.storage.base import FetchedVersion, FileInfo
 from modelhost.storage.cache_folder import CacheFolder
@@ -62,7 +62,7 @@ class ArtifactCache:
         self.stats = ArtifactCacheStats()
         self._folder = CacheFolder(self.root)
         # sha256 → size, least recently used first; ``reserved``: room for downloads under way.
-        self._blobs: LruBudget[str] = LruBudget(limit)
+        self._blobs: ByteBudget[str] = ByteBudget(limit)
         self._pins: Counter[str] = Counter()
         self._view_users: Counter[str] = Counter()
         self._inflight: dict[str, asyncio.Future[int]] = {}
@@ -140,7 +140,7 @@ class ArtifactCache:
         async def ensure(path: str, info: FileInfo) -> int:
             sha = _sha256(info, path)
             if sha in self._blobs:
-                self._blobs.touch(sha)
+                self._blobs.use(sha)
                 self.stats.hits += 1
                 return 0
             async with limit:
@@ -206,7 +206,7 @@ class ArtifactCache:
         self._blobs.reserved += size
         for sha in victims:
             self.stats.evictions += 1
-            self.stats.evicted_bytes += self._blobs.remove(sha)
+            self.stats.evicted_bytes += self._blobs.remove(sha, evicted=True)
         if victims:
             await asyncio.to_thread(self._folder.remove, victims)
 

@@ -17,7 +17,7 @@ import grpc
 from grpc import aio
 
 from modelhost.auth.authenticator import Authenticator
-from modelhost.auth.principal import ANONYMOUS_ADMIN, Principal
+from modelhost.auth.principal import ANONYMOUS_ADMIN, NOBODY, Principal
 from modelhost.errors import ModelhostError, ServerShuttingDown
 from modelhost.grpc.status import CLIENT_CLOSED, status_code, trailing_metadata
 from modelhost.lifecycle import Lifecycle
@@ -74,7 +74,7 @@ class GuardedCall:
         self._request_id = _request_id(context)
         self._fields = log_context.begin(self._request_id)
         self._started = time.perf_counter()
-        self._call = Call(ANONYMOUS_ADMIN, context)
+        self._call = Call(NOBODY, context)  # until authenticated: no rights (fails closed)
 
     async def __aenter__(self) -> Call:
         lifecycle = self._guard.lifecycle

@@ -49,10 +49,25 @@ def one(datatype: str, data: Any) -> dict[str, Any]:
     }
 
 
+def shaped(datatype: str, shape: list[int], data: Any) -> dict[str, Any]:
+    """A one-input identity-model request with any declared shape."""
+    return {
+        "inputs": [{"name": f"IN_{datatype}", "datatype": datatype, "shape": shape, "data": data}]
+    }
+
+
+def nested(datatype: str, item: str, depth: int) -> bytes:
+    """A request whose data is ``item`` in ``depth`` nested lists (more than json.dumps can
+    write)."""
+    head = f'{{"inputs": [{{"name": "IN_{datatype}", "datatype": "{datatype}", "shape": [1, 1], '
+    return f'{head}"data": {"[" * depth}{item}{"]" * depth}}}]}}'.encode()
+
+
 ONNX, SKL, IDENT = "iris-onnx", "iris-sklearn", "identity"
 BR, IT = "bad_request", "invalid_tensor"
 R, T = request, tensor
 BATCH_65 = {"shape": [65, 4], "data": [IRIS_ROW] * 65}
+WRAPS = [2**62 + 1, 4]  # 2**64 + 4 elements: counted in int64, 4
 
 BAD_BODIES: dict[str, tuple[str, Any, str | None, str | None]] = {
     # id: (model, body, code, words in the error); each is a 400
@@ -85,7 +100,7 @@ BAD_BODIES: dict[str, tuple[str, Any, str | None, str | None]] = {
     "lowercase-datatype": (ONNX, R(T(datatype="fp32")), IT, "unknown datatype 'fp32'"),
     "strings-for-fp32": (ONNX, R(T(data=["1", "2", "3", "4"])), IT, "FP32 data must be numbers"),
     "null-in-data": (ONNX, R(T(data=[1, None, 3, 4])), IT, "input 'input'"),
-    "ragged-data": (ONNX, R(T(shape=[2, 2], data=[[1, 2], [3]])), IT, "regular array"),
+    "ragged-data": (ONNX, R(T(shape=[2, 4], data=[IRIS_ROW, IRIS_ROW[:3]])), IT, "regular array"),
     "data-not-list": (ONNX, R(T(data="1,2,3,4")), IT, "'data' must be a list"),
     "no-data": (ONNX, R({"name": "input", "datatype": "FP32", "shape": [1, 4]}), IT, "neither"),
     "unknown-input": (ONNX, R(T(), T(name="extra")), IT, "unknown input 'extra'"),
@@ -100,6 +115,15 @@ BAD_BODIES: dict[str, tuple[str, Any, str | None, str | None]] = {
     "int8-over-range": (IDENT, one("INT8", [0, 128]), IT, "out of range for INT8"),
     "ints-for-bool": (IDENT, one("BOOL", [1, 0]), IT, "BOOL data must be true/false"),
     "ints-for-bytes": (IDENT, one("BYTES", [1, 0]), IT, "must be strings"),
+    # Shapes numpy cannot hold (they were 500s).
+    "shape-product-wraps-int64": (IDENT, shaped("FP32", WRAPS, [1, 2, 3, 4]), IT, "too many"),
+    "dimension-past-int64": (IDENT, shaped("FP32", [2**63, 1], [1.0]), IT, "too many elements"),
+    "dimension-past-int64-alone": (ONNX, R(T(shape=[2**63])), IT, "too many elements"),
+    "65-dimensions": (IDENT, shaped("FP32", [1] * 65, [1.0]), IT, "at most 64"),
+    "bytes-nested-1000-deep": (IDENT, nested("BYTES", '"a"', 1000), IT, "deeper"),
+    "ints-nested-1000-deep": (IDENT, nested("INT32", "1", 1000), IT, "IN_INT32"),
+    "fp32-overflow": (ONNX, R(T(data=[1e300, 3.5, 1.4, 0.2])), IT, "out of range for FP32"),
+    "fp16-overflow": (IDENT, shaped("FP16", [1, 1], [70000.0]), IT, "out of range for FP16"),
 }  # fmt: skip
 
 
@@ -246,7 +270,11 @@ def version_paths(version: str) -> list[tuple[str, str]]:
             ("POST", f"{base}/infer")]  # fmt: skip
 
 
-@pytest.mark.parametrize("version", ["2", "0", "-1", "abc", "1.0", "%201", "1%0A"])
+# "1" * 4400: past the 4,300 digits int() takes (it raised ValueError: a 500); "9" * 19: past
+# int64.
+@pytest.mark.parametrize(
+    "version", ["2", "0", "-1", "abc", "1.0", "%201", "1%0A", "1" * 4400, "9" * 19]
+)
 def test_unknown_version_is_404(server: ServerProcess, version: str) -> None:
     body = json.dumps(request()).encode()
     for method, path in version_paths(version):
@@ -324,3 +352,39 @@ def test_server_is_healthy_after_bad_requests(client: httpx.Client) -> None:
     assert cache["reserved_bytes"] == 0
     assert all(model["leases"] == 0 for model in cache["models"]), cache["models"]
     assert all(model["state"] in ("READY", "UNAVAILABLE") for model in cache["models"])
+
+
+# -- deadlines and methods ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "parameters"),
+    [({"X-Request-Timeout-Ms": "1e-9"}, {}), ({}, {"timeout": 1})],
+    ids=["header-1e-9-ms", "parameter-1-us"],
+)
+def test_deadline_too_short_to_run_is_504(
+    client: httpx.Client, headers: dict[str, str], parameters: dict[str, Any]
+) -> None:
+    """A deadline no call of the model could meet is the deadline's fault (504), not a full
+    queue's (503: that would send the client to another replica to fail the same way)."""
+    assert client.post("/v2/models/iris-onnx/infer", json=request()).status_code == 200  # timed
+    body = request(parameters=parameters)
+    response = client.post("/v2/models/iris-onnx/infer", json=body, headers=headers)
+    assert_error(response, 504, "deadline_exceeded")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("GET", "/v2/models/iris-onnx/infer", {"POST"}),
+        ("PUT", "/v2/models/iris-onnx", {"GET", "HEAD"}),
+        ("DELETE", "/v2/health/ready", {"GET", "HEAD"}),
+        ("PUT", "/api/v1/users", {"GET", "POST"}),
+    ],
+)
+def test_405_says_what_is_allowed(
+    client: httpx.Client, method: str, path: str, allowed: set[str]
+) -> None:
+    response = client.request(method, path)
+    assert_error(response, 405, "method_not_allowed")
+    assert {m.strip() for m in response.headers["allow"].split(",")} == allowed

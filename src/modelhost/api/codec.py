@@ -8,7 +8,7 @@ with ``parameters.binary_data`` (or ``binary_data_output`` on the whole request)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ from modelhost.errors import BadRequest, InvalidTensor
 from modelhost.inference.types import InferenceRequest, InferenceResponse, RequestedOutput, Tensor
 from modelhost.tensors.datatypes import DATATYPES, NUMPY_DTYPES
 from modelhost.tensors.raw import from_bytes, to_bytes
+from modelhost.tensors.shape import checked_shape, element_count
 
 HEADER_LENGTH = "inference-header-content-length"
 JSON_TYPE = "application/json"
@@ -29,8 +30,17 @@ _ACCEPTED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
 _KIND_WORDS = {"b": "true/false", "i": "integers", "u": "integers", "f": "numbers"}
 
 
+# Called with each input's name, datatype and declared shape before its data is decoded, so a
+# tensor the model would refuse (a batch over max_batch_size, a wrong shape) costs no decoding.
+DeclaredCheck = Callable[[str, str, tuple[int, ...]], None]
+
+
 def decode_request(
-    body: bytes, header_length: int | None, model_name: str, model_version: str | None
+    body: bytes | bytearray,
+    header_length: int | None,
+    model_name: str,
+    model_version: str | None,
+    check: DeclaredCheck | None = None,
 ) -> InferenceRequest:
     """Parse a V2 infer body; every problem is a 400 naming the field at fault."""
     if header_length is None:
@@ -55,7 +65,7 @@ def decode_request(
     inputs: list[Tensor] = []
     offset = 0
     for position, raw in enumerate(raw_inputs):
-        tensor, used = _decode_input(raw, position, binary[offset:])
+        tensor, used = _decode_input(raw, position, binary[offset:], check)
         offset += used
         inputs.append(tensor)
     if offset != len(binary):
@@ -76,7 +86,9 @@ def decode_request(
     )
 
 
-def _decode_input(raw: Any, position: int, binary: memoryview) -> tuple[Tensor, int]:
+def _decode_input(
+    raw: Any, position: int, binary: memoryview, check: DeclaredCheck | None
+) -> tuple[Tensor, int]:
     if not isinstance(raw, dict):
         raise BadRequest(f"inputs[{position}] must be an object")
     name = raw.get("name")
@@ -87,12 +99,9 @@ def _decode_input(raw: Any, position: int, binary: memoryview) -> tuple[Tensor, 
         raise InvalidTensor(
             f"input {name!r}: unknown datatype {datatype!r}; one of {sorted(DATATYPES)}"
         )
-    shape = raw.get("shape")
-    if not isinstance(shape, list) or not all(
-        isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0 for dim in shape
-    ):
-        raise InvalidTensor(f"input {name!r}: 'shape' must be a list of non-negative integers")
-    dims = tuple(shape)
+    dims = checked_shape(name, raw.get("shape"))
+    if check is not None:
+        check(name, datatype, dims)
     size = _mapping(raw.get("parameters"), f"input {name!r} parameters").get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -109,11 +118,11 @@ def _decode_input(raw: Any, position: int, binary: memoryview) -> tuple[Tensor, 
 
 
 def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.ndarray:
-    count = int(np.prod(shape, dtype=np.int64))
+    count = element_count(shape)
     if not isinstance(data, list):
         raise InvalidTensor(f"input {name!r}: 'data' must be a list")
     if datatype == "BYTES":
-        items = list(_flatten(data))
+        items = _flatten(name, data, len(shape))
         if not all(isinstance(item, str) for item in items):
             raise InvalidTensor(f"input {name!r}: BYTES data in JSON must be strings")
         if len(items) != count:
@@ -137,7 +146,7 @@ def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> n
     if target.kind in "iu" and array.dtype.kind in "fO":
         # Integers past int64's range (UINT64's upper half) make numpy infer float64, which
         # rounds them, or object: keep them as exact Python ints for the range check instead.
-        items = list(_flatten(data))
+        items = _flatten(name, data, len(shape))
         if all(type(item) is int for item in items):
             array = np.array(items, dtype=object)
     if array.dtype.kind not in _ACCEPTED_KINDS[target.kind] and not (
@@ -148,15 +157,34 @@ def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> n
         info = np.iinfo(target.name)
         if array.min() < info.min or array.max() > info.max:
             raise InvalidTensor(f"input {name!r}: a value is out of range for {datatype}")
-    return array.astype(target, copy=False).reshape(shape)
+    converted = array.astype(target, copy=False).reshape(shape)
+    if target.kind == "f" and target.itemsize < array.dtype.itemsize:
+        # JSON numbers are read as float64; one past FP32's (or FP16's) range would become
+        # infinity, silently. JSON itself has no infinity, so any here is an overflow.
+        if not np.isfinite(converted).all():
+            raise InvalidTensor(f"input {name!r}: a value is out of range for {datatype}")
+    return converted
 
 
-def _flatten(data: list[Any]) -> Iterator[Any]:
-    for item in data:
-        if isinstance(item, list):
-            yield from _flatten(item)
+def _flatten(name: str, data: list[Any], depth: int) -> list[Any]:
+    """The scalars of nested lists, in order, nested no deeper than the tensor's ``depth``
+    dimensions (without recursion: a client may nest a thousand levels deep)."""
+    items: list[Any] = []
+    stack: list[tuple[Iterator[Any], int]] = [(iter(data), 1)]
+    while stack:
+        level_items, level = stack[-1]
+        for item in level_items:
+            if isinstance(item, list):
+                if level >= max(depth, 1):
+                    raise InvalidTensor(
+                        f"input {name!r}: 'data' is nested deeper than its {depth} dimensions"
+                    )
+                stack.append((iter(item), level + 1))
+                break
+            items.append(item)
         else:
-            yield item
+            stack.pop()
+    return items
 
 
 def _decode_outputs(raw: Any) -> list[RequestedOutput]:

@@ -12,11 +12,13 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 
 from modelhost.errors import ModelhostError
 
 log = logging.getLogger(__name__)
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
@@ -43,7 +45,26 @@ async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if exc.status_code != 404 else f"no route {request.url.path}"
-    return error_response(exc.status_code, message, code)
+    response = error_response(exc.status_code, message, code)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    if exc.status_code == 405:
+        response.headers["allow"] = ", ".join(sorted(_allowed_methods(request)))
+    return response
+
+
+def _allowed_methods(request: Request) -> set[str]:
+    """Every method some route of this path takes (Starlette's own Allow names only the first
+    route that matched the path, and GET /users and POST /users are two routes). Each method is
+    tried against the routes, so routers nested in the app are asked too."""
+    routes = getattr(request.app, "routes", ())
+    return {
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    }
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:

@@ -83,7 +83,10 @@ class ModelCatalog:
         if version is None or version == "":
             record = records[max(records)]
         else:
-            number = int(version) if version.isascii() and version.isdigit() else None
+            # A version is an int64: more digits than that is no version (and int() refuses
+            # strings past 4,300 digits with a ValueError).
+            digits = version.isascii() and version.isdigit() and len(version) <= 19
+            number = int(version) if digits else None
             if number is None:
                 number = self._aliases.get(name, {}).get(version)
             if number is None or number not in records:

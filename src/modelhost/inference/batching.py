@@ -92,7 +92,16 @@ class ModelScheduler:
         expected_wait = self._seconds_before(ahead)
         # ... and then the batch it joins has to run (deadlines bound the answer, not the start).
         own_batch = min(ahead + 1, self._max_rows) * self.stats.seconds_per_request
-        if expected_wait + own_batch > deadline - loop.time():
+        left = deadline - loop.time()
+        if left <= 0 or self.stats.seconds_per_request > left:
+            # Not even alone, in an empty queue, could it finish in time: the deadline is at
+            # fault, not the queue (another replica would not do better).
+            self.stats.rejected += 1
+            raise DeadlineExceeded(
+                f"the request's deadline leaves {max(left, 0.0) * 1000:.3f} ms; model "
+                f"{self._label} takes about {self.stats.seconds_per_request * 1000:.3f} ms a call"
+            )
+        if expected_wait + own_batch > left:
             # It would only wait to be dropped: say so now, while the client can go elsewhere.
             self.stats.rejected += 1
             raise QueueFull(

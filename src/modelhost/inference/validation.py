@@ -14,43 +14,52 @@ from modelhost.tensors.datatypes import NUMPY_DTYPES
 def check_inputs(inputs: list[Tensor], manifest: Manifest) -> Tensors:
     """The request's tensors by name, once each matches its declared datatype and shape."""
     given = {tensor.name: tensor for tensor in inputs}
-    declared = [spec.name for spec in manifest.inputs]
     for name in given:
-        if manifest.input(name) is None:
-            raise InvalidTensor(f"unknown input {name!r}; the model takes {declared}")
+        _spec(name, manifest)
     batch_sizes: set[int] = set()
     arrays: Tensors = {}
     for spec in manifest.inputs:
         tensor = given.get(spec.name)
         if tensor is None:
-            raise InvalidTensor(f"missing input {spec.name!r}; the model takes {declared}")
-        if tensor.datatype != spec.datatype:
-            raise InvalidTensor(
-                f"input {spec.name!r} is {tensor.datatype}; the model takes {spec.datatype}"
-            )
-        _check_shape(spec, tensor.shape)
+            raise InvalidTensor(f"missing input {spec.name!r}; the model takes {_names(manifest)}")
+        check_declared(spec.name, tensor.datatype, tensor.shape, manifest)
         if manifest.max_batch_size and tensor.shape:
             batch_sizes.add(tensor.shape[0])
         arrays[spec.name] = tensor.data
     if len(batch_sizes) > 1:
         raise InvalidTensor(f"inputs disagree on the batch size: {sorted(batch_sizes)}")
-    if batch_sizes and max(batch_sizes) > manifest.max_batch_size:
-        raise InvalidTensor(
-            f"batch size {max(batch_sizes)} is over the model's max_batch_size "
-            f"{manifest.max_batch_size}"
-        )
     return arrays
 
 
-def _check_shape(spec: TensorSpec, shape: tuple[int, ...]) -> None:
+def check_declared(name: str, datatype: str, shape: tuple[int, ...], manifest: Manifest) -> None:
+    """One input as a client declares it (name, datatype, shape), checked against the model
+    before its data is decoded: a refused tensor costs no decoding."""
+    spec = _spec(name, manifest)
+    if datatype != spec.datatype:
+        raise InvalidTensor(f"input {name!r} is {datatype}; the model takes {spec.datatype}")
     fits = len(shape) == len(spec.shape) and all(
         want in (-1, got) for want, got in zip(spec.shape, shape, strict=True)
     )
     if not fits:
         raise InvalidTensor(
-            f"input {spec.name!r} has shape {list(shape)}; the model takes {list(spec.shape)} "
+            f"input {name!r} has shape {list(shape)}; the model takes {list(spec.shape)} "
             "(-1: any size)"
         )
+    if manifest.max_batch_size and shape and shape[0] > manifest.max_batch_size:
+        raise InvalidTensor(
+            f"batch size {shape[0]} is over the model's max_batch_size {manifest.max_batch_size}"
+        )
+
+
+def _spec(name: str, manifest: Manifest) -> TensorSpec:
+    spec = manifest.input(name)
+    if spec is None:
+        raise InvalidTensor(f"unknown input {name!r}; the model takes {_names(manifest)}")
+    return spec
+
+
+def _names(manifest: Manifest) -> list[str]:
+    return [spec.name for spec in manifest.inputs]
 
 
 def check_requested(requested: list[RequestedOutput], manifest: Manifest) -> list[TensorSpec]:

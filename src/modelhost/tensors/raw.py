@@ -13,6 +13,7 @@ import numpy as np
 
 from modelhost.errors import InvalidTensor
 from modelhost.tensors.datatypes import NUMPY_DTYPES, WIRE_DTYPES
+from modelhost.tensors.shape import element_count
 
 _LENGTH = struct.Struct("<I")
 
@@ -21,7 +22,7 @@ def from_bytes(
     name: str, datatype: str, shape: tuple[int, ...], raw: bytes | memoryview
 ) -> np.ndarray:
     """Decode one tensor's bytes, checking they hold exactly ``shape`` elements."""
-    count = _element_count(shape)
+    count = element_count(shape)
     if datatype == "BYTES":
         return _bytes_elements(name, shape, count, raw)
     wire = WIRE_DTYPES[datatype]
@@ -82,10 +83,3 @@ def _as_bytes(item: object) -> bytes:
     if isinstance(item, np.bytes_):
         return bytes(item)
     return str(item).encode("utf-8")
-
-
-def _element_count(shape: tuple[int, ...]) -> int:
-    count = 1
-    for dim in shape:
-        count *= dim
-    return count

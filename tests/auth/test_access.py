@@ -145,3 +145,46 @@ def test_cli_bootstrap_and_key_management(database_url: str) -> None:
     assert f"{key_id}\trevoked" in modelhost(
         "users", "keys", "ls", "ops", database_url=database_url
     )
+
+
+def test_keys_owners_and_limited_reads(secured: tuple[ServerProcess, str]) -> None:
+    server, database_url = secured
+    admin = bearer(create_user("root", "admin", database_url))
+    with httpx.Client(base_url=server.url, timeout=30, headers=admin) as http:
+        for name in ("bob", "carol"):
+            assert http.post("/api/v1/users", json={"name": name}).status_code == 201
+        carol = http.post("/api/v1/users/carol/keys", json={}).json()
+
+        # A key is revoked through its owner only: bob's path does not reach carol's key.
+        response = http.delete(f"/api/v1/users/bob/keys/{carol['key_id']}")
+        assert response.status_code == 404 and "'bob'" in response.json()["error"]
+        works = http.post("/v2/models/iris-onnx/infer", json=IRIS, headers=bearer(carol["key"]))
+        assert works.status_code == 200, works.text
+
+        # A key limited to iris-onnx reads nothing about any other model, existing or not.
+        limited = http.post("/api/v1/users/bob/keys", json={"allowed_models": ["iris-onnx"]})
+        bob = bearer(limited.json()["key"])
+        for path in ("", "/ready", "/config", "/versions/1", "/versions/1/ready"):
+            assert http.get(f"/v2/models/iris-onnx{path}", headers=bob).status_code == 200
+            for other in ("iris-sklearn", "no-such-model"):
+                denied = http.get(f"/v2/models/{other}{path}", headers=bob)
+                assert denied.status_code == 403, (other, path, denied.text)
+        for path in ("/api/v1/models/iris-sklearn", "/api/v1/models/iris-sklearn/versions"):
+            assert http.get(path, headers=bob).status_code == 403
+        assert [m["name"] for m in http.get("/api/v1/models", headers=bob).json()] == ["iris-onnx"]
+        index = http.post("/v2/repository/index", headers=bob).json()
+        assert {entry["name"] for entry in index} == {"iris-onnx"}
+        everything = http.post("/v2/repository/index").json()
+        assert {entry["name"] for entry in everything} == {"iris-onnx", "iris-sklearn"}
+
+        # An admin cannot disable themselves (nobody could undo it through the API)...
+        refused = http.patch("/api/v1/users/root", json={"disabled": True})
+        assert refused.status_code == 409, refused.text
+        assert http.get("/api/v1/me").status_code == 200
+        # ... and a user disabled by mistake is enabled again with the CLI.
+        assert http.patch("/api/v1/users/carol", json={"disabled": True}).status_code == 200
+        carol_key = bearer(carol["key"])
+        assert http.get("/api/v1/me", headers=carol_key).status_code == 401
+        modelhost("users", "enable", "carol", database_url=database_url)
+        assert "carol\tuser\tactive" in modelhost("users", "ls", database_url=database_url)
+        assert eventually(lambda: http.get("/api/v1/me", headers=carol_key).status_code == 200)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 from pathlib import Path
 
 import httpx
 
+from modelhost.cli.database import database
+from modelhost.cli.settings import build_settings
+from modelhost.db.catalog import CatalogStore
 from tests.support.cli import modelhost
 from tests.support.models import write_memory_model
 from tests.support.server import ServerProcess
@@ -86,3 +90,28 @@ def test_registry_outlives_the_server_and_is_shared(database_url: str, tmp_path:
     with ServerProcess(other, tmp_path / "second.log", env=env) as server:
         model = httpx.get(f"{server.url}/api/v1/models/m").json()
         assert model["aliases"] == {"stable": 1}
+
+
+def test_model_deleted_by_another_replica_is_404_here(tmp_path: Path) -> None:
+    """Until this replica re-reads the registry, its catalogue still has a model another replica
+    deleted; the management API reads the database, and must answer 404 (it was a KeyError)."""
+    root = tmp_path / "models"
+    write_memory_model(root, "m", 1)
+    database_url = f"sqlite:///{tmp_path / 'shared.db'}"
+    env = {"MODELHOST_DATABASE_URL": database_url, "MODELHOST_REGISTRY_REFRESH_SECONDS": "3600"}
+    with (
+        ServerProcess(root, tmp_path / "server.log", env=env) as server,
+        httpx.Client(base_url=server.url, timeout=30) as http,
+    ):
+        assert http.get("/api/v1/models/m").status_code == 200
+
+        async def delete_elsewhere() -> None:  # what another replica's DELETE does
+            async with database(build_settings(database_url=database_url)) as engine:
+                await CatalogStore(engine).delete_version("m", 1)
+
+        asyncio.run(delete_elsewhere())
+        assert http.get("/v2/models/m").status_code == 200  # this replica has not noticed
+        for path in ("/api/v1/models/m", "/api/v1/models/m/versions"):
+            response = http.get(path)
+            assert response.status_code == 404, response.text
+            assert response.json()["code"] == "model_not_found"

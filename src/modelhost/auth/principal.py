@@ -30,8 +30,13 @@ class Principal:
         if not self.is_admin:
             raise Forbidden("this needs the admin role")
 
+    def may_use(self, name: str) -> bool:
+        return self.allowed_models is None or name in self.allowed_models
+
     def require_model(self, name: str) -> None:
-        if self.allowed_models is not None and name not in self.allowed_models:
+        """Refuse (403) a model this key may not use, whether or not it exists: a limited key
+        learns nothing about other models, not even their names."""
+        if not self.may_use(name):
             raise Forbidden(f"this API key may not use model {name!r}")
 
 

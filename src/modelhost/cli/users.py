@@ -65,6 +65,17 @@ def disable(name: str, database_url: DatabaseOption = None) -> None:
     typer.echo(f"disabled {name!r}")
 
 
+@app.command("enable")
+def enable(name: str, database_url: DatabaseOption = None) -> None:
+    """Enable a disabled user again: their keys that are neither revoked nor expired work."""
+
+    async def work(engine: AsyncEngine) -> None:
+        await UserStore(engine).set_disabled(name, False)
+
+    run(build_settings(database_url=database_url), work)
+    typer.echo(f"enabled {name!r}")
+
+
 @keys_app.command("create")
 def create_key(
     name: str,

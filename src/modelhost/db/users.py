@@ -167,20 +167,25 @@ class UserStore:
             )
             return [_key(row) for row in rows]
 
-    async def revoke_key(self, key_id: str) -> ApiKey:
+    async def revoke_key(self, key_id: str, owner: User | None = None) -> ApiKey:
+        """Revoke key ``key_id`` (only if it is ``owner``'s, when an owner is given)."""
+        this_key = [api_keys.c.key_id == key_id]
+        if owner is not None:
+            this_key.append(api_keys.c.user_id == owner.id)
         async with self._engine.begin() as db:
             result = await db.execute(
                 update(api_keys)
-                .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
+                .where(*this_key, api_keys.c.revoked_at.is_(None))
                 .values(revoked_at=utcnow())
                 .returning(*api_keys.c)
             )
             row = result.one_or_none()
             if row is None:
-                existing = await db.execute(select(api_keys).where(api_keys.c.key_id == key_id))
+                existing = await db.execute(select(api_keys).where(*this_key))
                 row = existing.one_or_none()
         if row is None:
-            raise NotFound(f"no API key {key_id!r}")
+            whose = f"user {owner.name!r} has" if owner is not None else "there is"
+            raise NotFound(f"{whose} no API key {key_id!r}")
         self._keys_changed(key_id)
         return _key(row)
 

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelhost.api.deps import principal_of
 from modelhost.api.errors import error_response
 from modelhost.api.responses import json_response
 from modelhost.cache.entry import ModelState
@@ -24,6 +25,7 @@ def _tensor(spec: TensorSpec) -> dict[str, Any]:
 def routes(catalog: ModelCatalog, repository: RepositoryService) -> list[Route]:
     async def model_metadata(request: Request) -> Response:
         name, version = request.path_params["name"], request.path_params.get("version")
+        principal_of(request).require_model(name)
         found = metadata_of(catalog, name, version)
         return json_response(
             {
@@ -37,6 +39,7 @@ def routes(catalog: ModelCatalog, repository: RepositoryService) -> list[Route]:
 
     async def model_ready(request: Request) -> Response:
         name, version = request.path_params["name"], request.path_params.get("version")
+        principal_of(request).require_model(name)
         state = repository.state(name, version)
         if state is not ModelState.READY:
             # The protocol: 200 means ready, a 4xx means not ready.
@@ -44,7 +47,9 @@ def routes(catalog: ModelCatalog, repository: RepositoryService) -> list[Route]:
         return json_response({"name": name, "ready": True})
 
     async def model_config(request: Request) -> Response:
-        ref = catalog.resolve(request.path_params["name"], request.path_params.get("version"))
+        name = request.path_params["name"]
+        principal_of(request).require_model(name)
+        ref = catalog.resolve(name, request.path_params.get("version"))
         config = ref.manifest.model_dump(mode="json", exclude_none=True)
         return json_response({"name": ref.name, "version": str(ref.version), **config})
 

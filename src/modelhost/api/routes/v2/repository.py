@@ -24,8 +24,10 @@ def routes(repository: RepositoryService) -> list[Route]:
         ready_only = body.get("ready", False)
         if not isinstance(ready_only, bool):
             raise BadRequest("'ready' must be true or false")
+        principal = principal_of(request)
         entries = await repository.index(ready_only=ready_only)
-        return json_response([asdict(entry) for entry in entries])
+        # A key limited to some models sees only those.
+        return json_response([asdict(e) for e in entries if principal.may_use(e.name)])
 
     async def load(request: Request) -> Response:
         principal_of(request).require_admin()

@@ -17,6 +17,7 @@ a stable machine-readable ``code``. The API layer turns any of them into
     ├── Conflict (409 conflict)
     │   └── VersionExists (409 version_exists)   a push to a version already stored
     ├── PayloadTooLarge (413 payload_too_large)
+    ├── ClientClosedRequest (499 client_closed_request)   the client left before its answer
     ├── TooManyRequests (429 too_many_requests; Retry-After)
     ├── DeadlineExceeded (504 deadline_exceeded)   dropped before it ran
     └── Unavailable (503 unavailable; may carry Retry-After)
@@ -96,6 +97,14 @@ class VersionNotFound(NotFound):
 class PayloadTooLarge(ModelhostError):
     status = 413
     code = "payload_too_large"
+
+
+class ClientClosedRequest(ModelhostError):
+    """The client closed the connection before the request was answered (nginx's 499): not a
+    server error, and nobody is left to read the answer."""
+
+    status = 499
+    code = "client_closed_request"
 
 
 class TooManyRequests(ModelhostError):

@@ -103,6 +103,25 @@ class Settings(BaseSettings):
         default=None, gt=0, description="Unload a model nobody used for this long; unset: never."
     )
     max_request_bytes: ByteCount = Field(default=parse_bytes("64MiB"), gt=0)
+    # -- connections (api/connections.py): no client may hoard them
+    max_connections: int = Field(
+        default=10_000,
+        ge=1,
+        description="Open connections at most (fewer if the descriptor limit is lower); past "
+        "it the oldest idle connections are closed to admit new ones.",
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="A request's headers must arrive within this."
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="A request body may pause this long between reads."
+    )
+    keep_alive_seconds: int = Field(
+        default=75,
+        ge=1,
+        description="An idle keep-alive connection closes after this; keep it longer than the "
+        "load balancer's idle timeout (ALB: 60 s), or it gets 502s on reused connections.",
+    )
     request_timeout_seconds: float = Field(
         default=60.0, gt=0, description="Deadline of a request that sets none of its own."
     )

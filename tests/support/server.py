@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -33,6 +34,7 @@ class ServerProcess:
         args: list[str] | None = None,
         python_path: list[Path] | None = None,
         grpc: bool = False,
+        preexec_fn: Callable[[], None] | None = None,  # in the child before it starts
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -67,7 +69,11 @@ class ServerProcess:
         ]
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            command, stdout=self._log, stderr=subprocess.STDOUT, env=environment
+            command,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            preexec_fn=preexec_fn,
         )
 
     @property

@@ -5,28 +5,52 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
-from modelhost.errors import BadRequest, PayloadTooLarge
+from modelhost.errors import BadRequest, ClientClosedRequest, PayloadTooLarge
 from modelhost.inference.deadline import parameter_timeout
 from modelhost.units import format_bytes
 
+# A body declared bigger than this is read into one buffer of its size: joining chunks would
+# hold it twice at the peak.
+_PREALLOCATE_FROM = 1 << 20
 
-async def read_body(request: Request, limit: int) -> bytes:
+
+async def read_body(request: Request, limit: int) -> bytes | bytearray:
     """The whole body, refusing (413) as soon as it is known to be over ``limit`` bytes."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(
-            f"the body is {format_bytes(int(declared))}; the limit is {format_bytes(limit)}"
-        )
-    chunks: list[bytes] = []
-    size = 0
+    expected: int | None = None
+    if declared is not None and declared.isascii() and declared.isdigit():
+        if len(declared) > 19 or int(declared) > limit:
+            said = f"{declared[:40]} bytes" if len(declared) > 19 else format_bytes(int(declared))
+            raise PayloadTooLarge(f"the body is {said}; the limit is {format_bytes(limit)}")
+        expected = int(declared)
+    try:
+        if expected is not None and expected >= _PREALLOCATE_FROM:
+            return await _read_into(request, bytearray(expected))
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the body is over the limit of {format_bytes(limit)}")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except ClientDisconnect:
+        raise ClientClosedRequest("the client left before sending the whole body") from None
+
+
+async def _read_into(request: Request, buffer: bytearray) -> bytearray:
+    view, size = memoryview(buffer), 0
     async for chunk in request.stream():
+        if size + len(chunk) > len(buffer):  # the HTTP parser stops at Content-Length: never
+            raise BadRequest(f"the body is longer than its Content-Length {len(buffer)}")
+        view[size : size + len(chunk)] = chunk
         size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body is over the limit of {format_bytes(limit)}")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    view.release()
+    if size != len(buffer):
+        raise BadRequest(f"the body has {size} bytes; its Content-Length said {len(buffer)}")
+    return buffer
 
 
 async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
@@ -37,7 +61,7 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     return parse_json_object(body)
 
 
-def parse_json_object(data: bytes | memoryview) -> dict[str, Any]:
+def parse_json_object(data: bytes | bytearray | memoryview) -> dict[str, Any]:
     """A request body (or a V2 body's JSON header) that must be one JSON object; 400 if not."""
     try:
         doc = orjson.loads(data)
@@ -53,7 +77,9 @@ def header_int(request: Request, name: str) -> int | None:
     if value is None:
         return None
     if not (value.isascii() and value.isdigit()):
-        raise BadRequest(f"header {name} must be a non-negative integer, got {value!r}")
+        raise BadRequest(f"header {name} must be a non-negative integer, got {value[:40]!r}")
+    if len(value) > 19:  # past int64 (and int() refuses 4,300 digits and more)
+        raise BadRequest(f"header {name} is too large")
     return int(value)
 
 

@@ -13,6 +13,8 @@ from types import FrameType
 
 import uvicorn
 
+from modelhost.api.connections import ConnectionGuard, guarded_protocol
+from modelhost.api.descriptors import connection_cap, raise_descriptor_limit
 from modelhost.app import create_app
 from modelhost.lifecycle import Lifecycle
 from modelhost.observability.logging import configure_logging
@@ -50,6 +52,13 @@ class GracefulServer(uvicorn.Server):
 def run_server(settings: Settings) -> None:
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
+    descriptors = raise_descriptor_limit()
+    guard = ConnectionGuard(
+        cap=connection_cap(descriptors, settings.max_connections),
+        header_timeout=settings.header_timeout_seconds,
+        body_timeout=settings.body_timeout_seconds,
+    )
+    log.info("holding at most %d connections (descriptor limit %d)", guard.cap, descriptors)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -61,7 +70,10 @@ def run_server(settings: Settings) -> None:
         # small request's time.
         proxy_headers=False,
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(guard),
+        timeout_keep_alive=settings.keep_alive_seconds,
+        # Connections wait here only while the loop is busy; the guard admits them fast.
+        backlog=4096,
         timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds)),
     )
     GracefulServer(config, app.state.lifecycle, settings.shutdown_grace_seconds).run()

@@ -18,8 +18,10 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 
 from modelhost import __version__
+from modelhost.api.body_decoder import BodyDecoder
 from modelhost.api.errors import EXCEPTION_HANDLERS
 from modelhost.api.middleware import RequestContextMiddleware
+from modelhost.api.openapi import install_openapi
 from modelhost.api.routes import metrics, openai
 from modelhost.api.routes.management import cache, stats
 from modelhost.api.routes.management import me as me_routes
@@ -46,6 +48,7 @@ def management_api(services: Services) -> FastAPI:
         docs_url="/docs",
         openapi_url="/openapi.json",
     )
+    install_openapi(api)  # 400s, not 422s; the bearer key; patterns
     api.include_router(catalog_routes.router)
     api.include_router(user_routes.router)
     api.include_router(usage_routes.router)
@@ -79,6 +82,7 @@ async def start_grpc(settings: Settings, services: Services) -> aio.Server | Non
 
 def create_app(settings: Settings) -> Starlette:
     services = build_services(settings)
+    decoder = BodyDecoder()  # big request bodies are decoded off the event loop
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -92,6 +96,7 @@ def create_app(settings: Settings) -> Starlette:
                     # Calls in flight had the drain's grace period already.
                     await grpc_server.stop(grace=1.0)
         finally:
+            decoder.close()
             await services.stop()
 
     public = PUBLIC_PATHS | {CONSOLE} | ({"/metrics"} if settings.metrics_public else set())
@@ -99,11 +104,11 @@ def create_app(settings: Settings) -> Starlette:
     max_body = settings.max_request_bytes
     app = Starlette(
         routes=[
-            *infer.routes(inference, metering, max_body),
+            *infer.routes(inference, metering, decoder, max_body),
             *v2_models.routes(services.catalog, services.repository),
             *health.routes(services.lifecycle),
             *repository.routes(services.repository),
-            *openai.routes(inference, metering, max_body),
+            *openai.routes(inference, metering, decoder, max_body),
             *metrics.routes(services.metrics.registry),
             *cache.routes(services.cache.snapshot, inference.queues),
             *stats.routes(

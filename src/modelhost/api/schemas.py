@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modelhost.api.openapi import INT64_MAX
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -37,12 +39,15 @@ class ModelPublic(BaseModel):
 
 class VersionCreate(_Strict):
     version: int | None = Field(
-        default=None, ge=1, description="A version already in the store; default: the newest."
+        default=None,
+        ge=1,
+        le=INT64_MAX,
+        description="A version already in the store; default: the newest.",
     )
 
 
 class AliasUpdate(_Strict):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=INT64_MAX)
 
 
 class UserCreate(_Strict):
@@ -66,8 +71,8 @@ class KeyCreate(_Strict):
     name: str | None = Field(default=None, max_length=128)
     expires_at: datetime | None = None
     allowed_models: list[str] | None = Field(default=None, min_length=1)
-    requests_per_minute: int | None = Field(default=None, ge=1)
-    max_in_flight: int | None = Field(default=None, ge=1)
+    requests_per_minute: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    max_in_flight: int | None = Field(default=None, ge=1, le=2**31 - 1)
 
 
 class KeyPublic(BaseModel):

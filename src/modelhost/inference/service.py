@@ -88,6 +88,41 @@ class InferenceService:
     ) -> InferenceOutcome:
         """Serve ``request`` for ``principal``; with no principal given, the caller is nobody
         and may use no model (access fails closed)."""
+        await self._quotas.acquire(principal)
+        try:
+            return await self._serve(request, timeout, principal)
+        finally:
+            await self._quotas.release(principal)
+
+    async def infer_all(
+        self,
+        requests: list[InferenceRequest],
+        *,
+        timeout: float | None = None,
+        principal: Principal = NOBODY,
+    ) -> list[InferenceOutcome]:
+        """Serve ``requests`` as one request (one quota unit; an input split in chunks): all
+        of them, or none. The first to fail cancels the others, so nothing of a refused request
+        stays queued or runs after its answer; they leave their queues before it returns."""
+        await self._quotas.acquire(principal)
+        try:
+            tasks = [
+                asyncio.ensure_future(self._serve(request, timeout, principal))
+                for request in requests
+            ]
+            try:
+                return list(await asyncio.gather(*tasks))
+            except BaseException:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
+        finally:
+            await self._quotas.release(principal)
+
+    async def _serve(
+        self, request: InferenceRequest, timeout: float | None, principal: Principal
+    ) -> InferenceOutcome:
         principal.require_model(request.model_name)
         ref = self._catalog.resolve(request.model_name, request.model_version)
         # Everything about the request is checked before it can cause a load.
@@ -97,18 +132,14 @@ class InferenceService:
         rows = next(iter(inputs.values())).shape[0] if manifest.max_batch_size else 1
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (timeout if timeout is not None else self._default_timeout)
-        await self._quotas.acquire(principal)
+        entry = await self._cache.acquire(ref, deadline=deadline)
         try:
-            entry = await self._cache.acquire(ref, deadline=deadline)
-            try:
-                assert entry.model is not None
-                outputs, batch_size = await self.scheduler(entry.model).submit(
-                    inputs, rows, deadline, tenant_of(principal)
-                )
-            finally:
-                self._cache.release(entry)
+            assert entry.model is not None
+            outputs, batch_size = await self.scheduler(entry.model).submit(
+                inputs, rows, deadline, tenant_of(principal)
+            )
         finally:
-            await self._quotas.release(principal)
+            self._cache.release(entry)
         tensors = [Tensor(spec.name, spec.datatype, outputs[spec.name]) for spec in specs]
         response = InferenceResponse(ref.name, str(ref.version), tensors, request.id)
         return InferenceOutcome(response, ref, batch_size)

@@ -7,7 +7,6 @@ deadlines and limits. Inputs beyond the model's max_batch_size are split into se
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from typing import Any
 
@@ -16,8 +15,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelhost.api.body_decoder import BodyDecoder
 from modelhost.api.metered import MeteredEndpoint
-from modelhost.api.requests import read_json_object, request_timeout
+from modelhost.api.requests import read_body, request_timeout
 from modelhost.api.responses import json_response
 from modelhost.errors import BadRequest
 from modelhost.inference.service import InferenceService
@@ -28,9 +28,12 @@ from modelhost.observability.metering import Metering, RequestMeter
 TOKEN_COUNT_OUTPUT = "token_count"
 
 
-def routes(inference: InferenceService, metering: Metering, max_request_bytes: int) -> list[Route]:
+def routes(
+    inference: InferenceService, metering: Metering, decoder: BodyDecoder, max_request_bytes: int
+) -> list[Route]:
     async def embeddings(request: Request, meter: RequestMeter) -> Response:
-        return await _embeddings(request, meter, inference, max_request_bytes)
+        body = await decoder.json_object(await read_body(request, max_request_bytes))
+        return await _embeddings(request, body, meter, inference)
 
     return [
         Route(
@@ -42,10 +45,9 @@ def routes(inference: InferenceService, metering: Metering, max_request_bytes: i
 
 
 async def _embeddings(
-    request: Request, meter: RequestMeter, inference: InferenceService, max_request_bytes: int
+    request: Request, body: dict[str, Any], meter: RequestMeter, inference: InferenceService
 ) -> Response:
     principal = meter.principal
-    body = await read_json_object(request, max_request_bytes)
     name = body.get("model")
     if not isinstance(name, str) or not name:
         raise BadRequest("'model' must name an embedding model")
@@ -65,11 +67,9 @@ async def _embeddings(
     step = manifest.max_batch_size or 1
     chunks = [texts[i : i + step] for i in range(0, len(texts), step)]
     timeout = request_timeout(request, {})
-    outcomes = await asyncio.gather(
-        *(
-            inference.infer(_request(name, manifest, chunk), timeout=timeout, principal=principal)
-            for chunk in chunks
-        )
+    # One request, served whole or refused whole: a refused chunk cancels the others.
+    outcomes = await inference.infer_all(
+        [_request(name, manifest, chunk) for chunk in chunks], timeout=timeout, principal=principal
     )
     meter.batch_size = max(outcome.batch_size for outcome in outcomes)
     vectors: list[np.ndarray] = []

@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from modelhost.api.deps import PrincipalDep
+from modelhost.api.openapi import ERRORS
 from modelhost.api.schemas import MePublic
 
-router = APIRouter(tags=["me"])
+router = APIRouter(tags=["me"], responses={401: ERRORS[401]})
 
 
 @router.get("/me")

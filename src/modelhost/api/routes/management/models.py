@@ -14,14 +14,24 @@ from modelhost.api.deps import (
     ModelCacheDep,
     PrincipalDep,
 )
+from modelhost.api.openapi import (
+    CONFLICT,
+    ERRORS,
+    NOT_FOUND,
+    UNAVAILABLE,
+    AliasName,
+    ModelName,
+    VersionNumber,
+)
 from modelhost.api.schemas import AliasUpdate, ModelPublic, VersionCreate, VersionPublic
 from modelhost.cache.model_cache import ModelCache
 from modelhost.catalog.model_catalog import ModelCatalog
 from modelhost.catalog.sync import CatalogSync
 from modelhost.db.catalog import VersionRow
 from modelhost.db.timestamps import utcnow
+from modelhost.errors import ModelNotFound
 
-router = APIRouter(prefix="/models", tags=["models"])
+router = APIRouter(prefix="/models", tags=["models"], responses=ERRORS)
 
 
 def _version(cache: ModelCache, row: VersionRow) -> VersionPublic:
@@ -49,6 +59,9 @@ async def _models(
     names = [only] if only is not None else sorted(snapshot.versions)
     if only is not None and only not in snapshot.versions:
         catalog.resolve(only)  # the same 400/404 as everywhere else
+        # This replica's catalogue still has it, the database no longer does: another
+        # replica deleted it, and this one has not refreshed yet. The database is the truth.
+        raise ModelNotFound(f"unknown model {only!r}")
     return [
         ModelPublic(
             name=name,
@@ -61,37 +74,49 @@ async def _models(
 
 @router.get("")
 async def list_models(
-    sync: CatalogSyncDep, cache: ModelCacheDep, catalog: CatalogDep, _: PrincipalDep
+    sync: CatalogSyncDep, cache: ModelCacheDep, catalog: CatalogDep, principal: PrincipalDep
 ) -> list[ModelPublic]:
-    return await _models(sync, cache, catalog)
+    """Every model, or, for a key limited to some models, those."""
+    models = await _models(sync, cache, catalog)
+    return [model for model in models if principal.may_use(model.name)]
 
 
-@router.get("/{name}")
+@router.get("/{name}", responses=NOT_FOUND)
 async def get_model(
-    name: str, sync: CatalogSyncDep, cache: ModelCacheDep, catalog: CatalogDep, _: PrincipalDep
+    name: ModelName,
+    sync: CatalogSyncDep,
+    cache: ModelCacheDep,
+    catalog: CatalogDep,
+    principal: PrincipalDep,
 ) -> ModelPublic:
+    principal.require_model(name)
     return (await _models(sync, cache, catalog, name))[0]
 
 
-@router.get("/{name}/versions")
+@router.get("/{name}/versions", responses=NOT_FOUND)
 async def list_versions(
-    name: str, sync: CatalogSyncDep, cache: ModelCacheDep, catalog: CatalogDep, _: PrincipalDep
+    name: ModelName,
+    sync: CatalogSyncDep,
+    cache: ModelCacheDep,
+    catalog: CatalogDep,
+    principal: PrincipalDep,
 ) -> list[VersionPublic]:
+    principal.require_model(name)
     return (await _models(sync, cache, catalog, name))[0].versions
 
 
-@router.post("/{name}/versions", status_code=201)
+@router.post("/{name}/versions", status_code=201, responses=NOT_FOUND | CONFLICT | UNAVAILABLE)
 async def register_version(
-    name: str, body: VersionCreate, sync: CatalogSyncDep, cache: ModelCacheDep, _: AdminDep
+    name: ModelName, body: VersionCreate, sync: CatalogSyncDep, cache: ModelCacheDep, _: AdminDep
 ) -> VersionPublic:
     row = await sync.register_version(name, body.version)
     return _version(cache, row)
 
 
-@router.put("/{name}/aliases/{alias}")
+@router.put("/{name}/aliases/{alias}", responses=NOT_FOUND | CONFLICT | UNAVAILABLE)
 async def move_alias(
-    name: str,
-    alias: str,
+    name: ModelName,
+    alias: AliasName,
     body: AliasUpdate,
     sync: CatalogSyncDep,
     cache: ModelCacheDep,
@@ -103,6 +128,8 @@ async def move_alias(
     return (await _models(sync, cache, catalog, name))[0]
 
 
-@router.delete("/{name}/versions/{version}", status_code=204)
-async def delete_version(name: str, version: int, sync: CatalogSyncDep, _: AdminDep) -> None:
+@router.delete("/{name}/versions/{version}", status_code=204, responses=NOT_FOUND | CONFLICT)
+async def delete_version(
+    name: ModelName, version: VersionNumber, sync: CatalogSyncDep, _: AdminDep
+) -> None:
     await sync.delete_version(name, version)

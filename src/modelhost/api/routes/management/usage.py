@@ -9,11 +9,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from modelhost.api.deps import AdminDep, PrincipalDep, UsageDep, UsersDep
+from modelhost.api.openapi import ERRORS, INT64_MAX, NOT_FOUND
 from modelhost.api.schemas import ModelUsage, UsagePage, UsagePublic
 from modelhost.db.usage import UsageStore
 from modelhost.errors import NotFound
 
-router = APIRouter(tags=["usage"])
+router = APIRouter(tags=["usage"], responses=ERRORS)
 
 
 @dataclass
@@ -24,7 +25,7 @@ class UsageQuery:
     since: datetime | None = None
     until: datetime | None = None
     limit: Annotated[int, Query(ge=1, le=1000)] = 100
-    before_id: int | None = None
+    before_id: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None
 
     async def page(self, usage: UsageStore, user_id: int | None) -> UsagePage:
         """Newest first; ``next_before_id`` continues where this page ends."""
@@ -44,7 +45,7 @@ class UsageQuery:
 QueryDep = Annotated[UsageQuery, Depends()]
 
 
-@router.get("/me/usage")
+@router.get("/me/usage", responses=NOT_FOUND)
 async def my_usage(store: UsageDep, principal: PrincipalDep, query: QueryDep) -> UsagePage:
     """Your own requests, newest first."""
     if principal.user_id is None:
@@ -52,7 +53,7 @@ async def my_usage(store: UsageDep, principal: PrincipalDep, query: QueryDep) ->
     return await query.page(store, principal.user_id)
 
 
-@router.get("/usage")
+@router.get("/usage", responses=NOT_FOUND)
 async def usage(
     store: UsageDep, users: UsersDep, _: AdminDep, query: QueryDep, user: str | None = None
 ) -> UsagePage:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from modelhost.api.deps import AdminDep, UsersDep
+from modelhost.api.openapi import CONFLICT, ERRORS, NOT_FOUND, KeyId, UserName
 from modelhost.api.schemas import (
     KeyCreate,
     KeyCreated,
@@ -15,8 +16,9 @@ from modelhost.api.schemas import (
 )
 from modelhost.auth.keys import new_key
 from modelhost.db.users import ApiKey, User, UserStore
+from modelhost.errors import Conflict
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix="/users", tags=["users"], responses=ERRORS)
 
 
 def _user(user: User) -> UserPublic:
@@ -58,7 +60,7 @@ async def issue_key(users: UserStore, user: User, spec: KeyCreate) -> KeyCreated
     return KeyCreated(**_key(key).model_dump(), key=whole)
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=CONFLICT)
 async def create_user(body: UserCreate, users: UsersDep, _: AdminDep) -> UserPublic:
     return _user(await users.create_user(body.name, body.role))
 
@@ -69,23 +71,25 @@ async def list_users(users: UsersDep, _: AdminDep) -> list[UserPublic]:
 
 
 @router.patch("/{name}")
-async def update_user(name: str, body: UserUpdate, users: UsersDep, _: AdminDep) -> UserPublic:
+async def update_user(name: str, body: UserUpdate, users: UsersDep, admin: AdminDep) -> UserPublic:
+    if body.disabled and (await users.user(name)).id == admin.user_id:
+        # It would lock out the one asking; with the last admin, everyone.
+        raise Conflict("you cannot disable yourself; another admin can")
     user = await users.set_disabled(name, body.disabled)
     return _user(user)
 
 
-@router.post("/{name}/keys", status_code=201)
-async def create_key(name: str, body: KeyCreate, users: UsersDep, _: AdminDep) -> KeyCreated:
+@router.post("/{name}/keys", status_code=201, responses=NOT_FOUND)
+async def create_key(name: UserName, body: KeyCreate, users: UsersDep, _: AdminDep) -> KeyCreated:
     return await issue_key(users, await users.user(name), body)
 
 
-@router.get("/{name}/keys")
-async def list_keys(name: str, users: UsersDep, _: AdminDep) -> list[KeyPublic]:
+@router.get("/{name}/keys", responses=NOT_FOUND)
+async def list_keys(name: UserName, users: UsersDep, _: AdminDep) -> list[KeyPublic]:
     return [_key(key) for key in await users.keys(await users.user(name))]
 
 
-@router.delete("/{name}/keys/{key_id}")
-async def revoke_key(name: str, key_id: str, users: UsersDep, _: AdminDep) -> KeyPublic:
-    await users.user(name)
-    key = await users.revoke_key(key_id)
+@router.delete("/{name}/keys/{key_id}", responses=NOT_FOUND)
+async def revoke_key(name: UserName, key_id: KeyId, users: UsersDep, _: AdminDep) -> KeyPublic:
+    key = await users.revoke_key(key_id, owner=await users.user(name))
     return _key(key)

@@ -6,7 +6,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modelhost.api.codec import HEADER_LENGTH, decode_request, encode_response
+from modelhost.api.body_decoder import BodyDecoder
+from modelhost.api.codec import HEADER_LENGTH, encode_response
 from modelhost.api.metered import MeteredEndpoint
 from modelhost.api.requests import header_int, read_body, request_timeout
 from modelhost.inference.service import InferenceService
@@ -16,7 +17,9 @@ from modelhost.observability.metering import Metering, RequestMeter
 BATCH_SIZE_HEADER = "x-batch-size"
 
 
-def routes(inference: InferenceService, metering: Metering, max_request_bytes: int) -> list[Route]:
+def routes(
+    inference: InferenceService, metering: Metering, decoder: BodyDecoder, max_request_bytes: int
+) -> list[Route]:
     async def infer(request: Request, meter: RequestMeter) -> Response:
         principal = meter.principal
         name, version = request.path_params["name"], request.path_params.get("version")
@@ -26,7 +29,9 @@ def routes(inference: InferenceService, metering: Metering, max_request_bytes: i
         meter.version = ref.version
         inference.check_room(ref, principal)
         body = await read_body(request, max_request_bytes)
-        inference_request = decode_request(body, header_int(request, HEADER_LENGTH), name, version)
+        inference_request = await decoder.infer_request(
+            body, header_int(request, HEADER_LENGTH), name, version, ref.manifest
+        )
         outcome = await inference.infer(
             inference_request,
             timeout=request_timeout(request, inference_request.parameters),

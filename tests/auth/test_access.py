@@ -180,6 +180,9 @@ def test_keys_owners_and_limited_reads(secured: tuple[ServerProcess, str]) -> No
         # An admin cannot disable themselves (nobody could undo it through the API)...
         refused = http.patch("/api/v1/users/root", json={"disabled": True})
         assert refused.status_code == 409, refused.text
+        me = http.get("/api/v1/me").json()
+        refused = http.delete(f"/api/v1/users/root/keys/{me['key_id']}")
+        assert refused.status_code == 409, refused.text
         assert http.get("/api/v1/me").status_code == 200
         # ... and a user disabled by mistake is enabled again with the CLI.
         assert http.patch("/api/v1/users/carol", json={"disabled": True}).status_code == 200

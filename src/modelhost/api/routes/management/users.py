@@ -89,7 +89,9 @@ async def list_keys(name: UserName, users: UsersDep, _: AdminDep) -> list[KeyPub
     return [_key(key) for key in await users.keys(await users.user(name))]
 
 
-@router.delete("/{name}/keys/{key_id}", responses=NOT_FOUND)
-async def revoke_key(name: UserName, key_id: KeyId, users: UsersDep, _: AdminDep) -> KeyPublic:
+@router.delete("/{name}/keys/{key_id}", responses=NOT_FOUND | CONFLICT)
+async def revoke_key(name: UserName, key_id: KeyId, users: UsersDep, admin: AdminDep) -> KeyPublic:
+    if key_id == admin.key_id:
+        raise Conflict("you cannot revoke the key you are using; use another admin key")
     key = await users.revoke_key(key_id, owner=await users.user(name))
     return _key(key)

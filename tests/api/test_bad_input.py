@@ -388,3 +388,24 @@ def test_405_says_what_is_allowed(
     response = client.request(method, path)
     assert_error(response, 405, "method_not_allowed")
     assert {m.strip() for m in response.headers["allow"].split(",")} == allowed
+
+
+def test_openapi_document_says_what_the_server_answers(client: httpx.Client) -> None:
+    """400s, not FastAPI's 422s; 401 and 403 everywhere, 404/409 where they happen; names with
+    their patterns; the bearer key."""
+    document = client.get("/api/v1/openapi.json").json()
+    assert "422" not in str(document)
+    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    operations = {
+        (method.upper(), path): operation
+        for path, methods in document["paths"].items()
+        for method, operation in methods.items()
+    }
+    for (method, path), operation in operations.items():
+        assert "401" in operation["responses"], (method, path)
+        for parameter in operation.get("parameters", []):
+            if parameter["in"] == "path" and parameter["schema"]["type"] == "string":
+                assert "pattern" in parameter["schema"], (method, path, parameter)
+    assert {"400", "403", "404"} <= set(operations["GET", "/models/{name}"]["responses"])
+    assert "409" in operations["POST", "/users"]["responses"]
+    assert "409" in operations["DELETE", "/models/{name}/versions/{version}"]["responses"]

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
-from modelhost.api.openapi import INT64_MAX
+from modelhost.api.openapi import LARGEST_ID
+
+_RFC3339 = re.compile(r"^\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)$")
+
+
+def _rfc3339(value: object) -> object:
+    if isinstance(value, datetime) or (isinstance(value, str) and _RFC3339.match(value)):
+        return value
+    raise ValueError("must be a date-time with its offset, like 2026-01-31T12:00:00Z (RFC 3339)")
+
+
+# A point in time as the OpenAPI document says (format date-time): not a number of seconds,
+# not a date alone, not without its offset.
+DateTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 
 
 class _Strict(BaseModel):
@@ -41,13 +55,13 @@ class VersionCreate(_Strict):
     version: int | None = Field(
         default=None,
         ge=1,
-        le=INT64_MAX,
+        le=LARGEST_ID,
         description="A version already in the store; default: the newest.",
     )
 
 
 class AliasUpdate(_Strict):
-    version: int = Field(ge=1, le=INT64_MAX)
+    version: int = Field(ge=1, le=LARGEST_ID)
 
 
 class UserCreate(_Strict):
@@ -64,12 +78,12 @@ class UserPublic(BaseModel):
 
 
 class UserUpdate(_Strict):
-    disabled: bool
+    disabled: StrictBool
 
 
 class KeyCreate(_Strict):
     name: str | None = Field(default=None, max_length=128)
-    expires_at: datetime | None = None
+    expires_at: DateTime | None = None
     allowed_models: list[str] | None = Field(default=None, min_length=1)
     requests_per_minute: int | None = Field(default=None, ge=1, le=2**31 - 1)
     max_in_flight: int | None = Field(default=None, ge=1, le=2**31 - 1)

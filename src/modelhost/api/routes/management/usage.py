@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
 from modelhost.api.deps import AdminDep, PrincipalDep, UsageDep, UsersDep
-from modelhost.api.openapi import ERRORS, INT64_MAX, NOT_FOUND
-from modelhost.api.schemas import ModelUsage, UsagePage, UsagePublic
+from modelhost.api.openapi import ERRORS, LARGEST_ID, NOT_FOUND
+from modelhost.api.schemas import DateTime, ModelUsage, UsagePage, UsagePublic
 from modelhost.db.usage import UsageStore
 from modelhost.errors import NotFound
 
@@ -22,10 +21,10 @@ class UsageQuery:
     """Filters and paging shared by the usage listings (query parameters)."""
 
     model: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: DateTime | None = None
+    until: DateTime | None = None
     limit: Annotated[int, Query(ge=1, le=1000)] = 100
-    before_id: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None
+    before_id: Annotated[int | None, Query(ge=1, le=LARGEST_ID)] = None
 
     async def page(self, usage: UsageStore, user_id: int | None) -> UsagePage:
         """Newest first; ``next_before_id`` continues where this page ends."""
@@ -66,8 +65,8 @@ async def usage(
 async def usage_summary(
     store: UsageDep,
     _: AdminDep,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: DateTime | None = None,
+    until: DateTime | None = None,
 ) -> list[ModelUsage]:
     """Requests, errors, mean latency and bytes per model (admins)."""
     rows = await store.summary(since=since, until=until)

@@ -70,8 +70,10 @@ async def list_users(users: UsersDep, _: AdminDep) -> list[UserPublic]:
     return [_user(user) for user in await users.users()]
 
 
-@router.patch("/{name}")
-async def update_user(name: str, body: UserUpdate, users: UsersDep, admin: AdminDep) -> UserPublic:
+@router.patch("/{name}", responses=NOT_FOUND | CONFLICT)
+async def update_user(
+    name: UserName, body: UserUpdate, users: UsersDep, admin: AdminDep
+) -> UserPublic:
     if body.disabled and (await users.user(name)).id == admin.user_id:
         # It would lock out the one asking; with the last admin, everyone.
         raise Conflict("you cannot disable yourself; another admin can")

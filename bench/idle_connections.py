@@ -127,7 +127,7 @@ def run(args: argparse.Namespace, work: Path, processes: list[subprocess.Popen[b
     worst = max(_p99([p for p in prober.results if p[0] >= opening_started]), 0.0)
     bounded = max(counts) < limit
     print(
-        f"\ndescriptors {'bounded' if bounded else 'NOT bounded'} (peak {max(counts):,} < "
+        f"\ndescriptors {'bounded' if bounded else 'NOT bounded'} (peak {max(counts):,}, "
         f"limit {limit:,}); probe p99 {worst * 1000:.1f} ms: "
         f"{'meets' if worst <= GOAL_P99 else 'MISSES'} the goal of <= {GOAL_P99 * 1000:.0f} ms"
     )

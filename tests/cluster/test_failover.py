@@ -29,6 +29,13 @@ def recorded(database: Path) -> Counter[str]:
     return Counter({model: count for model, count in rows})
 
 
+def observe(seconds: float) -> tuple[float, float]:
+    """Let traffic run for ``seconds``; the window it ran in."""
+    start = time.monotonic()
+    time.sleep(seconds)
+    return start, time.monotonic()
+
+
 def test_a_killed_replica_costs_no_answered_request_its_record(tmp_path: Path) -> None:
     root = tmp_path / "models"
     for name in SIX:
@@ -39,7 +46,7 @@ def test_a_killed_replica_costs_no_answered_request_its_record(tmp_path: Path) -
         root, tmp_path / "cluster", f"sqlite:///{database}", replicas=3, memory_budget="200MiB"
     ) as cluster:
         with Traffic(cluster.front_url, workers) as traffic:
-            time.sleep(4.0)
+            time.sleep(3.0)
             victim = next(i for i, r in cluster.replicas.items() if "alpha" in resident(r.url))
             orphans = resident(cluster.replicas[victim].url)
             killed = time.monotonic()
@@ -47,7 +54,7 @@ def test_a_killed_replica_costs_no_answered_request_its_record(tmp_path: Path) -
             while cluster.router.states()[victim].up:
                 time.sleep(0.02)
             noticed = time.monotonic()
-            time.sleep(5.0)
+            time.sleep(3.0)
         survivors = [r for i, r in cluster.replicas.items() if i != victim]
         taken_over = set().union(*(resident(r.url) for r in survivors))
         # It comes back (as Kubernetes restarts a container) and replays its journal.
@@ -86,17 +93,14 @@ def test_scaling_3_to_4_moves_only_the_new_replicas_share_and_fails_nothing(
         root, tmp_path / "cluster", sqlite_url(tmp_path), replicas=3, memory_budget="1GiB"
     ) as cluster:
         with Traffic(cluster.front_url, workers) as traffic:
-            time.sleep(3.0)
-            before = (time.monotonic(), time.monotonic() + 3.0)
-            time.sleep(3.0)
+            time.sleep(2.0)  # every model loaded at home
+            before = observe(2.0)
             cluster.add_replica()
             time.sleep(1.0)
-            after = (time.monotonic(), time.monotonic() + 3.0)
-            time.sleep(3.0)
+            after = observe(2.0)
             cluster.remove_replica(4)
             time.sleep(1.0)
-            back = (time.monotonic(), time.monotonic() + 3.0)
-            time.sleep(3.0)
+            back = observe(2.0)
     phases = [traffic.window(*phase) for phase in (before, after, back)]
     homes = [{name: window.home(name) for name in TWELVE} for window in phases]
     moved = {name: homes[1][name] for name in TWELVE if homes[1][name] != homes[0][name]}

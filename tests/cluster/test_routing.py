@@ -109,7 +109,7 @@ def test_hashing_keeps_each_model_on_one_replica_where_round_robin_thrashes(
             balance=balance,
             environment=IDLE_COPIES_GO,
         ) as cluster:
-            results[balance] = run_mix(cluster, warmup=5.0, measure=8.0)
+            results[balance] = run_mix(cluster, warmup=3.5, measure=5.0)
     print()
     for balance, result in results.items():
         print(report(balance, result))
@@ -139,22 +139,22 @@ def test_a_hot_model_spills_onto_a_second_replica_and_its_throughput_rises(
         environment=IDLE_COPIES_GO,
     ) as cluster:
         with Traffic(cluster.front_url, [[name] for name in MODELS]) as base:
-            time.sleep(4.0)
-            calm_start = time.monotonic()
             time.sleep(3.0)
+            calm_start = time.monotonic()
+            time.sleep(2.0)
             calm_end = time.monotonic()
             # What one replica does with the rush: the same clients sent to the hot model's home.
             (home,) = [r for r in cluster.replicas.values() if hot in resident(r.url)]
             with Traffic(home.url, [[hot]] * RUSH) as alone:
                 time.sleep(1.0)
                 alone_start = time.monotonic()
-                time.sleep(3.0)
+                time.sleep(2.0)
                 alone_end = time.monotonic()
             evictions_before = churn(cluster)[1]
             with Traffic(cluster.front_url, [[hot]] * RUSH) as rush:
-                time.sleep(2.0)
+                time.sleep(1.5)
                 hot_start = time.monotonic()
-                time.sleep(5.0)
+                time.sleep(4.0)
                 hot_end = time.monotonic()
                 evictions_after = churn(cluster)[1]
                 held = {index: resident(r.url) for index, r in cluster.replicas.items()}

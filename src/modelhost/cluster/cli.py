@@ -30,7 +30,7 @@ def cluster(
         str | None, typer.Option(help="Each replica's memory budget, e.g. 2GiB")
     ] = None,
     port: Annotated[
-        int, typer.Option(help="The front's port; replica i listens on port + i")
+        int, typer.Option(help="The front's port; replica i listens on port + i (0: any free)")
     ] = 8080,
     balance: Annotated[
         Balance, typer.Option(help="hash: by model name, bounded loads; roundrobin: to compare")

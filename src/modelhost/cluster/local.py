@@ -3,8 +3,8 @@ repository, behind the routing tier (HAProxy), on loopback.
 
 What ``deploy/local/cluster`` runs, and what the cluster tests start. Replicas start at the
 same moment (migrations and registry sync are safe under that race); each joins the ring once
-it is ready. Scaling adds a replica in the next slot; removing one takes it out of the ring
-first, then drains it.
+it is ready. Scaling adds a replica in the next slot; removing one drains it (SIGTERM: the
+router's health checks take it out of the ring) and then frees its slot.
 """
 
 from __future__ import annotations

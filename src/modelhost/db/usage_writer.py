@@ -120,9 +120,11 @@ class UsageWriter:
             if segment is not None:
                 await asyncio.to_thread(segment.unlink)
             return
-        if segment is not None:
-            await asyncio.to_thread(sync_file, segment)  # to be replayed, so it must last
-            self.journaled += len(batch)
+        if segment is None:  # the journal file was removed under us: memory is all there is
+            self._buffer[:0] = batch
+            return
+        await asyncio.to_thread(sync_file, segment)  # to be replayed, so it must last
+        self.journaled += len(batch)
 
     async def _keep_on_disk(self) -> None:
         """The database is away: the records in memory wait in the active segment instead."""

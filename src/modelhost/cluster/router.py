@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -131,7 +132,8 @@ class Router:
         return b"".join(chunks).decode()
 
     def assign(self, slot: int, port: int, host: str = "127.0.0.1") -> None:
-        """Put a replica in ``slot``; it joins the ring once its health checks pass."""
+        """Put a replica in ``slot``: it joins the ring at once (assign a replica that is ready),
+        and the health checks watch it from then on."""
         self._check_slot(slot)
         self.command(f"set server replicas/replica{slot} addr {host} port {port}")
         self.command(f"set server replicas/replica{slot} state ready")
@@ -172,7 +174,7 @@ class Router:
     def stop(self, timeout: float = 10.0) -> None:
         """Soft stop: no new connections, requests in flight finish."""
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(10)  # SIGUSR1: HAProxy's soft stop
+            self.process.send_signal(signal.SIGUSR1)  # HAProxy's soft stop
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -202,11 +202,13 @@ def start_mlserver(
     processes: list[subprocess.Popen[bytes]],
     *,
     core: int,
+    grpc_port: int | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """``mlserver start repository`` (MLServer's own venv), pinned to ``core``.
 
     ``repository`` holds a settings.json (``parallel_workers: 0``) and the models' folders;
-    the ports are free ones picked here (MLSERVER_* variables override settings.json).
+    the ports are free ones picked here, or ``grpc_port`` for its gRPC server (MLSERVER_*
+    variables override settings.json).
     """
     exe = MLSERVER_VENV / "bin" / "mlserver"
     if not exe.exists():
@@ -214,7 +216,7 @@ def start_mlserver(
     port = free_port()
     env = {
         "MLSERVER_HTTP_PORT": str(port),
-        "MLSERVER_GRPC_PORT": str(free_port()),
+        "MLSERVER_GRPC_PORT": str(grpc_port if grpc_port is not None else free_port()),
         "MLSERVER_METRICS_PORT": str(free_port()),
         "MLSERVER_HOST": "127.0.0.1",
         "HF_HUB_OFFLINE": "1",

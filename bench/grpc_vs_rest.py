@@ -141,7 +141,9 @@ def repositories(group: Group, work: Path) -> tuple[Path, Path]:
         modelhost = harness.edit_manifest(
             demo, work / "iris-models", "iris-sklearn", lambda m: m.pop("batching")
         )
-        return modelhost, overhead_vs_mlserver.mlserver_repository(demo, work)
+        return modelhost, overhead_vs_mlserver.mlserver_repository(
+            demo, work, "mlserver-iris", batched=False
+        )
 
     def on_torch(manifest: dict[str, Any]) -> None:
         manifest["runtime"] = "transformers"  # as MLServer's runtime: torch, not ONNX Runtime

@@ -2,7 +2,7 @@
 # deployment (MODELHOST_MODELS=resnet,bert).
 #
 #   podman build --build-arg EXTRAS=onnx,sklearn -t modelhost .      (or docker build)
-#   podman run -p 8080:8080 -v ./models:/models:ro modelhost
+#   podman run -p 8080:8080 -p 8081:8081 -v ./models:/models:ro modelhost
 #
 # Build arguments:
 #   BASE_IMAGE  a Debian-based image with Python 3.11 and its venv module (the official one by
@@ -50,6 +50,7 @@ ENV PATH=/opt/modelhost/bin:${PATH} \
     HOME=/var/lib/modelhost \
     MODELHOST_HOST=0.0.0.0 \
     MODELHOST_PORT=8080 \
+    MODELHOST_GRPC_PORT=8081 \
     MODELHOST_MODEL_REPOSITORY=/models \
     MODELHOST_BAKED_MODELS=/opt/modelhost-models \
     MODELHOST_MEMORY_BUDGET=auto \
@@ -59,9 +60,9 @@ ENV PATH=/opt/modelhost/bin:${PATH} \
     MODELHOST_USAGE_JOURNAL=/var/lib/modelhost/usage.journal
 USER 10001:10001
 WORKDIR /var/lib/modelhost
-# HTTP: the Open Inference Protocol, the management API, /metrics. (Other transports add their
-# ports here.)
-EXPOSE 8080
+# HTTP: the Open Inference Protocol, the management API, /metrics. gRPC: the Open Inference
+# Protocol and grpc.health.v1 (MODELHOST_GRPC_PORT; unset it to serve HTTP only).
+EXPOSE 8080 8081
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-m", "modelhost.cli.probe"]
 # SIGTERM drains: readiness turns false, requests in flight finish within

@@ -34,6 +34,27 @@ IRIS_SKLEARN = {
 MAX_IMAGE_BYTES = 850 * MB
 
 
+# Run inside the container: the readiness health check and one iris-onnx inference over gRPC.
+GRPC_CHECK = """
+import grpc, numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from modelhost.grpc.generated import grpc_predict_v2_pb2 as pb
+with grpc.insecure_channel("127.0.0.1:8081") as channel:
+    check = health_pb2_grpc.HealthStub(channel).Check
+    status = check(health_pb2.HealthCheckRequest(service="readiness"), timeout=30).status
+    print(health_pb2.HealthCheckResponse.ServingStatus.Name(status))
+    rows = np.array([[5.1, 3.5, 1.4, 0.2]] * 3, dtype=np.float32)
+    request = pb.ModelInferRequest(model_name="iris-onnx", raw_input_contents=[rows.tobytes()])
+    request.inputs.add(name="input", datatype="FP32", shape=[3, 4])
+    infer = channel.unary_unary(
+        "/inference.GRPCInferenceService/ModelInfer",
+        request_serializer=pb.ModelInferRequest.SerializeToString,
+        response_deserializer=pb.ModelInferResponse.FromString,
+    )
+    print(list(infer(request, timeout=60).outputs[0].shape))
+"""
+
+
 def infer(url: str, model: str, headers: dict[str, str] | None = None) -> httpx.Response:
     body = IRIS if model == "iris-onnx" else IRIS_SKLEARN
     return httpx.post(f"{url}/v2/models/{model}/infer", json=body, headers=headers, timeout=60)
@@ -72,6 +93,9 @@ def test_the_image_serves_the_demo_models_as_non_root_sized_by_its_limits(
         label = infer(server.url, "iris-sklearn")
         assert label.status_code == 200, label.text
         assert label.json()["outputs"][0]["data"] == [0]  # setosa
+
+        # gRPC on 8081 by default: the health service a gRPC probe calls, and V2 inference.
+        assert server.exec("python", "-c", GRPC_CHECK).split() == ["SERVING", "[3,", "3]"]
 
         # The HEALTHCHECK (readiness) passes.
         assert podman("healthcheck", "run", server.name, check=False).returncode == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import runpy
 import subprocess
 from pathlib import Path
@@ -13,6 +14,7 @@ import yaml
 
 from tests.deploy.manifests import (
     CUSTOM_KINDS,
+    K8S,
     KUBERNETES_VERSION,
     OVERLAYS,
     ROOT,
@@ -21,6 +23,7 @@ from tests.deploy.manifests import (
 )
 
 MONITORING = ROOT / "deploy" / "monitoring"
+GRPC_PORT = 8081  # the image's MODELHOST_GRPC_PORT
 TOOLS = ROOT / "deploy" / "tools"
 
 
@@ -104,6 +107,67 @@ def test_the_pod_is_locked_down_and_sized_by_its_limits(
         assert "emptyDir" in cache or "ephemeral" in cache
         zones = [c["topologyKey"] for c in pod["topologySpreadConstraints"]]
         assert "topology.kubernetes.io/zone" in zones
+
+
+def test_grpc_port_is_open_in_every_overlay(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    for name, objects in rendered.items():
+        deployment = server_deployment(objects)
+        container = server_container(deployment)
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports["grpc"] == int(env["MODELHOST_GRPC_PORT"]) == GRPC_PORT, name
+        # The server's Service carries it as HTTP/2 in clear text, and the policy lets it in.
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        service = find(objects, "Service", deployment["metadata"]["name"])
+        grpc = next(p for p in service["spec"]["ports"] if p["targetPort"] == "grpc")
+        assert grpc["appProtocol"] == "kubernetes.io/h2c", name
+        policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+        admitted = {
+            port["port"]
+            for policy in policies
+            if policy["spec"]["podSelector"]["matchLabels"].items() <= selector.items()
+            for rule in policy["spec"].get("ingress", [])
+            for port in rule.get("ports", [])
+        }
+        assert GRPC_PORT in admitted, name
+
+
+def test_grpc_probes_component(deploy_tools: Path, tmp_path: Path) -> None:
+    """components/grpc-probes: the server's probes call grpc.health.v1 on the gRPC port; the
+    routing tier's stay HTTP. Rendered with the base, and strictly valid."""
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(OVERLAYS["base"], tmp_path)],
+                "components": [os.path.relpath(K8S / "components" / "grpc-probes", tmp_path)],
+            }
+        )
+    )
+    objects = render(tmp_path)
+    container = server_container(server_deployment(objects))
+    assert container["livenessProbe"]["grpc"] == {"port": GRPC_PORT}
+    for probe in ("readinessProbe", "startupProbe"):
+        assert container[probe]["grpc"] == {"port": GRPC_PORT, "service": "readiness"}
+        assert "httpGet" not in container[probe]
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
+    others = [
+        c
+        for o in objects
+        if o["kind"] == "Deployment" and o is not server_deployment(objects)
+        for c in o["spec"]["template"]["spec"]["containers"]
+    ]
+    assert others and all("httpGet" in c["readinessProbe"] for c in others)
+    built_in = [o for o in objects if o["kind"] not in CUSTOM_KINDS]
+    manifest = write_objects(tmp_path / "grpc-probes.yaml", built_in)
+    result = subprocess.run(
+        [str(deploy_tools / "kubernetes-validate"), "--strict", "--no-warn",
+         "-k", KUBERNETES_VERSION, str(manifest)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_per_model_overlay_serves_one_model_with_its_own_autoscaler(

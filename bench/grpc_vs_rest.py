@@ -40,9 +40,9 @@ import statistics
 import struct
 import subprocess
 import sys
-import time
 import urllib.request
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -280,22 +280,6 @@ def parse_h2load(output: str, load: Load, log: Path | None) -> WrkResult:
     )
 
 
-def measure(load: Load, target: Target, core: int, connections: int, seconds: int,
-            log: Path) -> WrkResult:  # fmt: skip
-    cpu_before, system_before, switches_before = harness.process_stats(target.pid)
-    started = time.monotonic()
-    result = h2load(load, core, connections, seconds, log)
-    elapsed = time.monotonic() - started
-    cpu_after, system_after, switches_after = harness.process_stats(target.pid)
-    result.server_cpu = (cpu_after - cpu_before) / elapsed
-    target.cpu_seconds += cpu_after - cpu_before
-    target.system_seconds += system_after - system_before
-    target.wall_seconds += elapsed
-    target.context_switches += switches_after - switches_before
-    target.results.append(result)
-    return result
-
-
 def grpc_failures(base: str) -> float:
     """gRPC calls modelhost answered with an error: any status label but 200, and 499 (the
     calls h2load leaves in flight when a run ends are cancelled, not failed)."""
@@ -381,8 +365,9 @@ def run_group(
     for round_number in range(1, args.rounds + 1):
         shift = (round_number - 1) % len(targets)
         for target in targets[shift:] + targets[:shift]:
-            result = measure(loads[target.name], target, args.client_core, group.connections,
-                             args.seconds, work / "h2load.log")  # fmt: skip
+            run = partial(h2load, loads[target.name], args.client_core, group.connections,
+                          args.seconds, work / "h2load.log")  # fmt: skip
+            result = harness.measured(target, run)
             print(
                 f"round {round_number} {target.name:<{width}} "
                 f"{result.requests_per_second:>9.0f} req/s  p50 {result.p50_ms:7.2f} ms  "

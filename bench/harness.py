@@ -484,9 +484,15 @@ def parse_wrk(output: str) -> WrkResult:
 
 def measure(wrk: list[str], target: Target, seconds: int) -> WrkResult:
     """One wrk run against ``target``, with the server's CPU time over it added to the target."""
+    return measured(target, lambda: run_wrk(wrk, target.script, target.url, seconds))
+
+
+def measured(target: Target, load: Callable[[], WrkResult]) -> WrkResult:
+    """``load()`` (one run of a load generator against ``target``), with the server's CPU time
+    over it added to the target."""
     cpu_before, system_before, switches_before = process_stats(target.pid)
     started = time.monotonic()
-    result = run_wrk(wrk, target.script, target.url, seconds)
+    result = load()
     elapsed = time.monotonic() - started
     cpu_after, system_after, switches_after = process_stats(target.pid)
     result.server_cpu = (cpu_after - cpu_before) / elapsed

@@ -161,13 +161,7 @@ def test_grpc_probes_component(deploy_tools: Path, tmp_path: Path) -> None:
     ]
     assert others and all("httpGet" in c["readinessProbe"] for c in others)
     built_in = [o for o in objects if o["kind"] not in CUSTOM_KINDS]
-    manifest = write_objects(tmp_path / "grpc-probes.yaml", built_in)
-    result = subprocess.run(
-        [str(deploy_tools / "kubernetes-validate"), "--strict", "--no-warn",
-         "-k", KUBERNETES_VERSION, str(manifest)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
+    validate_strictly(deploy_tools, write_objects(tmp_path / "grpc-probes.yaml", built_in))
 
 
 def test_per_model_overlay_serves_one_model_with_its_own_autoscaler(
@@ -224,19 +218,24 @@ def write_objects(path: Path, objects: list[dict[str, Any]]) -> Path:
     return path
 
 
+def validate_strictly(deploy_tools: Path, manifest: Path) -> str:
+    """kubernetes-validate --strict on the built-in objects of ``manifest``; returns its report."""
+    result = subprocess.run(
+        [str(deploy_tools / "kubernetes-validate"), "--strict", "--no-warn",
+         "-k", KUBERNETES_VERSION, str(manifest)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
 def test_built_in_objects_validate_strictly(
     rendered: dict[str, list[dict[str, Any]]], deploy_tools: Path, tmp_path: Path
 ) -> None:
     for name, objects in rendered.items():
         built_in = [o for o in objects if o["kind"] not in CUSTOM_KINDS]
-        manifest = write_objects(tmp_path / f"{name}.yaml", built_in)
-        result = subprocess.run(
-            [str(deploy_tools / "kubernetes-validate"), "--strict", "--no-warn",
-             "-k", KUBERNETES_VERSION, str(manifest)],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert result.stdout.count("passed for resource") == len(built_in), result.stdout
+        report = validate_strictly(deploy_tools, write_objects(tmp_path / f"{name}.yaml", built_in))
+        assert report.count("passed for resource") == len(built_in), report
 
 
 def validate_custom(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:

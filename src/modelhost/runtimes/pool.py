@@ -61,10 +61,6 @@ class InstancePool:
     def busy(self) -> int:
         return self.capacity - len(self._free)
 
-    @property
-    def has_free_slot(self) -> bool:
-        return bool(self._free) and not self._waiters
-
     async def call(self, work_on: Callable[[Runtime], T]) -> T:
         """Run ``work_on(instance)`` in a worker thread on a free instance."""
         return await self.run(await self.acquire(), work_on)

@@ -52,8 +52,9 @@ def grpc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrpcServer
     # One of each per client: a deadline test needs a model that has never run (with a known
     # model time, a call that cannot make its deadline is refused at once, UNAVAILABLE).
     for suffix in ("", "-kserve"):
-        write_slow_model(models, f"slow-deadline{suffix}", delay=0.8, max_queue_size=8)
-        write_slow_model(models, f"slow-queue{suffix}", delay=0.8, max_queue_size=1)
+        # Slow enough that a loaded machine cannot make the tests race them.
+        write_slow_model(models, f"slow-deadline{suffix}", delay=2.0, max_queue_size=8)
+        write_slow_model(models, f"slow-queue{suffix}", delay=1.5, max_queue_size=1)
     write_recorder_model(models)
     database = sqlite_url(root)
     env = {"MODELHOST_AUTH": "enabled", "MODELHOST_DATABASE_URL": database}

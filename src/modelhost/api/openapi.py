@@ -14,16 +14,22 @@ from fastapi import FastAPI, Path
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
+from modelhost.storage.base import MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN
+
 # The largest number an id or version may be: past 2**53 a JSON parser that reads numbers as
 # doubles (JavaScript's, and schema validators') no longer keeps an integer exact, and the
 # database holds int64.
 LARGEST_ID = 2**53
-MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 USER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,127}$"
 ALIAS_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 KEY_ID_PATTERN = r"^[0-9a-f]{12}$"
 
-ModelName = Annotated[str, Path(pattern=MODEL_NAME_PATTERN, description="A model's name.")]
+ModelName = Annotated[
+    str,
+    Path(
+        pattern=MODEL_NAME_PATTERN, max_length=MODEL_NAME_MAX_LENGTH, description="A model's name."
+    ),
+]
 UserName = Annotated[str, Path(pattern=USER_NAME_PATTERN, description="A user's name.")]
 AliasName = Annotated[str, Path(pattern=ALIAS_PATTERN, description="Not a number.")]
 KeyId = Annotated[str, Path(pattern=KEY_ID_PATTERN, description="The id part of a key.")]

@@ -24,8 +24,12 @@ from modelhost.manifest import Manifest
 if TYPE_CHECKING:
     from modelhost.storage.artifact_cache import ArtifactCache
 
-# Names become folder (or key) names: keep them to one safe path segment.
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+# Names become folder (or key) names: keep them to one safe path segment. The pattern itself
+# refuses "..", without a lookahead, so that the OpenAPI document can carry it and clients (and
+# schema-driven fuzzers) that generate names from it only make names the server accepts.
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)*\.?$"
+MODEL_NAME_MAX_LENGTH = 128
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 
 # Told how many more bytes were moved; called on the event loop's thread.
 Progress = Callable[[int], None]
@@ -33,10 +37,10 @@ Progress = Callable[[int], None]
 
 def check_model_name(name: str) -> str:
     """Return ``name`` if it is a safe single path segment, else raise InvalidModelName."""
-    if not _MODEL_NAME.fullmatch(name) or ".." in name:
+    if len(name) > MODEL_NAME_MAX_LENGTH or not _MODEL_NAME.fullmatch(name):
         raise InvalidModelName(
             f"invalid model name {name!r}: use 1-128 letters, digits, '_', '-' or '.', "
-            "starting with a letter or digit"
+            "starting with a letter or digit, with no '..'"
         )
     return name
 

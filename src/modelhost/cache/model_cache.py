@@ -299,7 +299,7 @@ class ModelCache:
             reserved = estimate
             async with nullcontext() if size_known else self._size_probe:
                 model, overlapped = await self._load_measured(entry)
-            footprint, trusted = _footprint(model, estimate, overlapped)
+            footprint, trusted = _footprint(model, estimate, overlapped, entry.known_size)
             if trusted:
                 entry.known_size = footprint
             if footprint > reserved:  # bigger than estimated: evict idle models to fit it now
@@ -465,12 +465,20 @@ def _reload_seconds(model: LoadedModel) -> float:
     return max(0.0, model.load_seconds - model.phases.get("download", 0.0))
 
 
-def _footprint(model: LoadedModel, estimate: int, overlapped: bool) -> tuple[int, bool]:
-    """What to charge a loaded model, and whether that number is a trustworthy measurement."""
+def _footprint(
+    model: LoadedModel, estimate: int, overlapped: bool, known: int | None
+) -> tuple[int, bool]:
+    """What to charge a loaded model, and whether that number is a trustworthy measurement.
+
+    A measured growth can hide memory (a load that reuses pages the process kept from an
+    earlier unload adds little to the RSS) but a lone load cannot inflate it, so a version
+    measured before is never charged less than its largest clean measurement: the same files
+    loaded by the same runtime take the same memory, whatever the RSS showed this time.
+    """
     if model.reported_bytes is not None:
         return model.reported_bytes, True
     if not overlapped:
-        return model.measured_bytes, True
+        return max(model.measured_bytes, known or 0), True
     return max(estimate, 0), False
 
 

@@ -88,6 +88,13 @@ class Services:
         await self.sync.rescan()
         self.usage_writer.start()
         await self._import_runtimes()
+        # The frameworks imported above leave hundreds of thousands of long-lived objects;
+        # without this every full collection (one before each model load, to measure it) walks
+        # them all and stalls for ~0.1-0.4 s. Frozen before any model loads: a model's own
+        # objects must stay collectable, or an evicted model held in a reference cycle would
+        # never be freed.
+        gc.collect()
+        gc.freeze()
         await self._load_pinned()
         await self._warm_start(self.settings.warm_start_window_seconds)
         self._spawn(self.sync.run_periodically(self.settings.registry_refresh_seconds))
@@ -95,10 +102,6 @@ class Services:
             self._spawn(self._emit_emf(self.emf, self.settings.emf_interval_seconds))
         if self.settings.idle_unload_seconds:
             self._spawn(self._unload_idle_models(self.settings.idle_unload_seconds))
-        # The frameworks imported above leave hundreds of thousands of long-lived objects;
-        # without this every full collection walks them all and stalls the loop for ~0.4 s.
-        gc.collect()
-        gc.freeze()
         self.lifecycle.ready = True
 
     async def stop(self) -> None:

@@ -18,7 +18,9 @@ httptools one with a :class:`ConnectionGuard` beside it:
   reading it) ends the connection; the route sees the client gone (499).
 - **Idle keep-alive** connections close after uvicorn's ``timeout_keep_alive``.
 
-The common case costs no timer: headers that arrive in one read never arm one.
+The common case costs no timer: headers that arrive in one read never arm one. And a connection
+that has sent nothing yet is only the guard's entry and its header timer: uvicorn's protocol is
+set up on the first byte.
 """
 
 from __future__ import annotations
@@ -129,14 +131,20 @@ class GuardedProtocol(HttpToolsProtocol):
         app_state: dict[str, Any],
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
+        # uvicorn's own set-up (its parser, loggers, the socket's two addresses) waits for the
+        # connection's first byte: a flood of connections that never send one costs the event
+        # loop only the guard's bookkeeping, and every connection queued behind them (a health
+        # probe's) is reached sooner.
+        self._uvicorn_args = (config, server_state, app_state, _loop)
+        self._started = False
+        self.loop = _loop or asyncio.get_event_loop()
         self._admitted = False
         self._reading_headers = True  # until the first request's headers are in
         self._timer: asyncio.TimerHandle | None = None
         self._body_seen = 0.0  # loop time body data last arrived
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        self.transport = transport
         if not self.guard.admit(self):
             transport.abort()
             return
@@ -144,12 +152,28 @@ class GuardedProtocol(HttpToolsProtocol):
         # The first request's headers are due within the header timeout of connecting.
         self._timer = self.loop.call_later(self.guard.header_timeout, self._headers_late)
 
+    def _start(self) -> None:
+        """Become uvicorn's protocol, on the connection's first byte."""
+        self._started = True
+        transport = self.transport  # uvicorn's __init__ resets it
+        super().__init__(*self._uvicorn_args)
+        super().connection_made(transport)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
         if self._admitted:
             self._admitted = False
             self.guard.closed(self)
-        super().connection_lost(exc)
+        if self._started:
+            super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self._started:  # nothing is written before the first request
+            super().pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._started:
+            super().resume_writing()
 
     def evict(self) -> None:
         """Closed for room (the guard already stopped counting it)."""
@@ -159,6 +183,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
+        if not self._started:
+            self._start()
         super().data_received(data)
         if self.transport.is_closing():
             return

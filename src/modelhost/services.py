@@ -21,7 +21,7 @@ from modelhost.auth.authenticator import Authenticator
 from modelhost.auth.quotas import Limits, LocalQuotas, Quotas, RedisQuotas
 from modelhost.cache.eviction import make_policy
 from modelhost.cache.loader import LoadedModel, ModelLoader
-from modelhost.cache.memory import fix_allocator_thresholds, process_rss
+from modelhost.cache.memory import process_rss
 from modelhost.cache.model_cache import ModelCache
 from modelhost.cache.warm_start import warm_start
 from modelhost.catalog.model_catalog import ModelCatalog
@@ -191,9 +191,6 @@ class Services:
 
 
 def build_services(settings: Settings) -> Services:
-    # Before any model loads: what a load adds to the RSS is its footprint only if freed model
-    # memory goes back to the OS (cache.memory).
-    fix_allocator_thresholds()
     store = open_store(settings)
     engine = create_engine(settings)
     catalog = ModelCatalog(serves=settings.models)

@@ -27,6 +27,8 @@ def test_per_model_load_waits_churn_and_refusals(tmp_path: Path) -> None:
     write_memory_model(root, "b", 20, load_delay=LOAD_SECONDS)
     write_memory_model(root, "big", 60)  # never fits the budget below
     args = ["--memory-budget", "30MiB"]
+    # No MALLOC_* settings: a reload must be measured at its size by itself (it once came out
+    # near zero, the process reusing pages it kept, and a and b both "fit"; cache.memory).
     with (
         ServerProcess(root, tmp_path / "server.log", args=args) as server,
         httpx.Client(base_url=server.url, timeout=30) as http,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from modelhost.cache.memory import process_rss, release_memory
+from modelhost.cache.memory import malloc_held, process_rss, release_memory
 from modelhost.catalog.model_catalog import ModelRef
 from modelhost.manifest import Manifest
 from modelhost.runtimes.base import Runtime
@@ -172,7 +172,7 @@ def _load_instances(
 ) -> tuple[list[Runtime], int, float]:
     """The loaded instances, what the process grew by, and the seconds the runtime took."""
     release_memory()  # so the growth we read is this load's, not garbage from before it
-    before = process_rss()
+    before, held_before = process_rss(), malloc_held()
     instances: list[Runtime] = []
     started = time.perf_counter()
     try:
@@ -184,7 +184,17 @@ def _load_instances(
         _unload_instances(instances)
         raise
     deserialize = time.perf_counter() - started
-    return instances, max(0, process_rss() - before), deserialize
+    return instances, _growth(before, held_before), deserialize
+
+
+def _growth(rss_before: int, held_before: int | None) -> int:
+    """What a load added: the RSS growth, or what the allocator newly holds if that is more
+    (the load reused pages the process kept from an earlier unload; cache.memory)."""
+    grown = process_rss() - rss_before
+    held_after = malloc_held()
+    if held_before is not None and held_after is not None:
+        grown = max(grown, held_after - held_before)
+    return max(0, grown)
 
 
 def _unload_instances(instances: list[Runtime]) -> None:

@@ -6,6 +6,8 @@ import ctypes
 import ctypes.util
 import gc
 import os
+from collections.abc import Callable
+from typing import cast
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -32,29 +34,47 @@ def process_rss() -> int:
         return int(psutil.Process().memory_info().rss)
 
 
-# mallopt's parameters (malloc.h) and the threshold glibc starts with.
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-_FIXED_THRESHOLD = 128 * 1024
+class _MallInfo2(ctypes.Structure):
+    """glibc's ``struct mallinfo2`` (glibc 2.33+)."""
+
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd",
+            "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
 
 
-def fix_allocator_thresholds() -> bool:
-    """Keep glibc from moving its mmap and trim thresholds; True if it took.
+def _mallinfo2() -> Callable[[], _MallInfo2] | None:
+    function = getattr(_LIBC, "mallinfo2", None) if _LIBC is not None else None
+    if function is None:
+        return None
+    function.restype = _MallInfo2
+    function.argtypes = []
+    return cast(Callable[[], _MallInfo2], function)
 
-    glibc starts by serving allocations over 128 KiB with their own ``mmap``, but after the first
-    such block is freed it raises the threshold to that block's size (up to 32 MiB on 64 bits)
-    and the trim threshold to twice that. From then on a model's large arrays come from a
-    thread's arena heap, and ``malloc_trim`` does not hand back the free top of a thread's
-    arena: an unloaded model's pages stay resident, the next load reuses them, and the load's
-    measured growth (its footprint in the budget) comes out near zero. Fixing the thresholds
-    (what ``MALLOC_MMAP_THRESHOLD_`` does) keeps every large block an ``mmap`` of its own, given
-    back to the OS the moment it is freed. Call once, before models load.
+
+_MALLINFO2 = _mallinfo2()
+
+
+def malloc_held() -> int | None:
+    """Bytes the C allocator has handed out and not had back, over every arena and every block
+    it mapped on its own (None where glibc's ``mallinfo2`` is missing).
+
+    The RSS alone can under-count a load that reuses memory the process kept: glibc, once a
+    large block was freed, raises its mmap threshold and serves the next ones from its arenas,
+    where freed pages may stay resident; a model loaded again then reuses them and the RSS
+    barely moves (``tests/observability/test_scaling_signals.py`` saw a 20 MiB model's reload
+    measured near zero). What the allocator holds moves by the load's real size either way. (Fixing glibc's thresholds instead, so that freed blocks always go back to
+    the OS, was tried and measured: a torch model's every forward pass then faulted its
+    activations in afresh, 25 % of its CPU in the kernel and 37 % more CPU a request,
+    ``bench/batching.sh --only modelhost-torch-batched`` with ``MALLOC_MMAP_THRESHOLD_``.)
     """
-    if _LIBC is None or not hasattr(_LIBC, "mallopt"):
-        return False
-    mmap_fixed: int = _LIBC.mallopt(_M_MMAP_THRESHOLD, _FIXED_THRESHOLD)
-    trim_fixed: int = _LIBC.mallopt(_M_TRIM_THRESHOLD, _FIXED_THRESHOLD)
-    return mmap_fixed == 1 and trim_fixed == 1
+    if _MALLINFO2 is None:
+        return None
+    info = _MALLINFO2()
+    return int(info.uordblks + info.hblkhd)
 
 
 def release_memory() -> None:

@@ -66,10 +66,12 @@ def malloc_held() -> int | None:
     large block was freed, raises its mmap threshold and serves the next ones from its arenas,
     where freed pages may stay resident; a model loaded again then reuses them and the RSS
     barely moves (``tests/observability/test_scaling_signals.py`` saw a 20 MiB model's reload
-    measured near zero). What the allocator holds moves by the load's real size either way. (Fixing glibc's thresholds instead, so that freed blocks always go back to
-    the OS, was tried and measured: a torch model's every forward pass then faulted its
-    activations in afresh, 25 % of its CPU in the kernel and 37 % more CPU a request,
-    ``bench/batching.sh --only modelhost-torch-batched`` with ``MALLOC_MMAP_THRESHOLD_``.)
+    measured near zero). What the allocator holds moves by the load's real size either way.
+
+    (Fixing glibc's thresholds instead, so that freed blocks always go back to the OS, was tried
+    and measured: a torch model's every forward pass then faulted its activations in afresh,
+    25 % of its CPU in the kernel and 37 % more CPU a request, ``bench/batching.sh --only
+    modelhost-torch-batched`` with ``MALLOC_MMAP_THRESHOLD_``.)
     """
     if _MALLINFO2 is None:
         return None

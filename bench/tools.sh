@@ -3,6 +3,7 @@
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${MODELHOST_PYTHON:-$root/.venv/bin/python}"
 mlserver_venv="$root/bench/.venv-mlserver"
+source "$root/scripts/apt.sh"
 
 require_project_python() {
     if [ ! -x "$python" ]; then
@@ -16,10 +17,7 @@ ensure_apt() {
     local command="$1" package="${2:-$1}"
     if command -v "$command" >/dev/null 2>&1; then return; fi
     echo "$command not found: installing $package with apt-get" >&2
-    local sudo_cmd=()
-    if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
-    "${sudo_cmd[@]}" apt-get update -qq
-    "${sudo_cmd[@]}" apt-get install -y -qq "$package"
+    apt_install "$package"
 }
 
 # ensure_mlserver [minilm]: MLServer 1.7.1 + mlserver-sklearn in bench/.venv-mlserver (its own

@@ -57,23 +57,21 @@ def list_users(database_url: DatabaseOption = None) -> None:
 @app.command("disable")
 def disable(name: str, database_url: DatabaseOption = None) -> None:
     """Disable a user: every key of theirs stops working."""
-
-    async def work(engine: AsyncEngine) -> None:
-        await UserStore(engine).set_disabled(name, True)
-
-    run(build_settings(database_url=database_url), work)
-    typer.echo(f"disabled {name!r}")
+    _set_disabled(name, True, database_url)
 
 
 @app.command("enable")
 def enable(name: str, database_url: DatabaseOption = None) -> None:
     """Enable a disabled user again: their keys that are neither revoked nor expired work."""
+    _set_disabled(name, False, database_url)
 
+
+def _set_disabled(name: str, disabled: bool, database_url: str | None) -> None:
     async def work(engine: AsyncEngine) -> None:
-        await UserStore(engine).set_disabled(name, False)
+        await UserStore(engine).set_disabled(name, disabled)
 
     run(build_settings(database_url=database_url), work)
-    typer.echo(f"enabled {name!r}")
+    typer.echo(f"{'disabled' if disabled else 'enabled'} {name!r}")
 
 
 @keys_app.command("create")

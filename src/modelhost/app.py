@@ -1,25 +1,29 @@
 """``create_app(settings)``: the ASGI application of one modelhost server.
 
-The Open Inference Protocol's routes are plain Starlette, first in the route list, so the hot
-path pays for no per-request dependency solving and few regex matches. The management API
-(``/api/v1``) is a FastAPI app mounted beside them: validated bodies and OpenAPI docs
-(``/api/v1/docs``) where requests are rare.
+The Open Inference Protocol's routes are plain Starlette, so they pay for no per-request
+dependency solving; the inference routes themselves are answered ahead of Starlette's own
+middleware and router (:mod:`modelhost.api.hot_routes`). The management API (``/api/v1``) is a
+FastAPI app mounted beside them: validated bodies and OpenAPI docs (``/api/v1/docs``) where
+requests are rare.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from grpc import aio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Mount
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, ExceptionHandler, Lifespan
 
 from modelhost import __version__
 from modelhost.api.body_decoder import BodyDecoder
 from modelhost.api.errors import EXCEPTION_HANDLERS
+from modelhost.api.hot_routes import HotRoutes
 from modelhost.api.middleware import RequestContextMiddleware
 from modelhost.api.openapi import install_openapi
 from modelhost.api.routes import metrics, openai
@@ -38,6 +42,36 @@ from modelhost.grpc.server import start_grpc_server
 from modelhost.observability.model_stats import model_stats
 from modelhost.services import Services, build_services
 from modelhost.settings import Settings
+
+
+class ModelhostApp(Starlette):
+    """Starlette, with the request context and auth middleware outermost and the hot routes
+    served right inside them, ahead of Starlette's error middleware and router (which every
+    other request still goes through). The request context middleware answers what escapes
+    the hot routes' own handling (a 500), as Starlette's error middleware does for the rest."""
+
+    def __init__(
+        self,
+        *,
+        routes: list[BaseRoute],
+        hot_routes: list[Route],
+        outer_middleware: list[Middleware],
+        exception_handlers: Mapping[Any, ExceptionHandler],
+        lifespan: Lifespan[Starlette],
+    ) -> None:
+        # The hot routes stay in the route list as well: the router answers their other methods
+        # (405 with Allow) and the OpenAPI document lists them.
+        super().__init__(
+            routes=[*hot_routes, *routes], exception_handlers=exception_handlers, lifespan=lifespan
+        )
+        self._hot_routes = hot_routes
+        self._outer_middleware = outer_middleware
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app: ASGIApp = HotRoutes(super().build_middleware_stack(), self._hot_routes)
+        for cls, args, kwargs in reversed(self._outer_middleware):
+            app = cls(app, *args, **kwargs)
+        return app
 
 
 def management_api(services: Services) -> FastAPI:
@@ -102,9 +136,9 @@ def create_app(settings: Settings) -> Starlette:
     public = PUBLIC_PATHS | {CONSOLE} | ({"/metrics"} if settings.metrics_public else set())
     inference, metering = services.inference, services.metering
     max_body = settings.max_request_bytes
-    app = Starlette(
+    app = ModelhostApp(
+        hot_routes=infer.routes(inference, metering, decoder, max_body),
         routes=[
-            *infer.routes(inference, metering, decoder, max_body),
             *v2_models.routes(services.catalog, services.repository),
             *health.routes(services.lifecycle),
             *repository.routes(services.repository),
@@ -120,7 +154,7 @@ def create_app(settings: Settings) -> Starlette:
             *console_routes(ConsoleAssets.load()),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[
+        outer_middleware=[
             # Outermost first: every request gets its id and log line, even a refused one.
             Middleware(RequestContextMiddleware, lifecycle=services.lifecycle),
             Middleware(

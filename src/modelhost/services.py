@@ -52,6 +52,7 @@ from modelhost.storage.base import ModelStore
 from modelhost.storage.factory import open_store
 
 log = logging.getLogger(__name__)
+YOUNG_GC_THRESHOLD = 20_000  # allocations between collections of the young generation
 
 
 @dataclass
@@ -95,6 +96,11 @@ class Services:
         # never be freed.
         gc.collect()
         gc.freeze()
+        # A request makes a few hundred container objects, so at the default threshold (700)
+        # the young generation is collected every few requests: ~2.5 % of a small request's
+        # CPU under load (perf). Collected 30 times less often, each collection walks only
+        # what is still alive, which is no more: the requests in flight.
+        gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
         await self._load_pinned()
         await self._warm_start(self.settings.warm_start_window_seconds)
         self._spawn(self.sync.run_periodically(self.settings.registry_refresh_seconds))

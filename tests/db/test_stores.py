@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -113,6 +113,53 @@ def test_registry_versions_aliases_and_tombstones(database_url: str) -> None:
         assert (await registry.snapshot(include_deleted=True)).versions["m"][2].status == "deleted"
         await registry.register_version("m", 2, MANIFEST, files)  # brought back on purpose
         assert list((await registry.snapshot()).versions["m"]) == [1, 2]
+
+    with_db(database_url, work)
+
+
+def test_a_usage_record_reads_back_as_written(database_url: str) -> None:
+    """Every field, each with a value no other field has, in its own column (SQLite's insert
+    hands the driver tuples in the table's order), and the timestamp to the microsecond."""
+
+    async def work(engine: AsyncEngine) -> None:
+        usage = UsageStore(engine)
+        written = [
+            UsageRecord(
+                record_id=str(uuid.uuid4()),
+                user_id=7,
+                key_id="key-one",
+                model="model-one",
+                version=3,
+                status=429,
+                latency_ms=12.75,
+                batch_size=5,
+                bytes_in=11,
+                bytes_out=13,
+                created_at=datetime(2026, 12, 1, 7, 12, 16, 206258, tzinfo=UTC),
+            ),
+            UsageRecord(
+                record_id=str(uuid.uuid4()),
+                user_id=None,
+                key_id=None,
+                model="model-two",
+                version=None,
+                status=200,
+                latency_ms=0.5,
+                batch_size=1,
+                bytes_in=0,
+                bytes_out=17,
+                created_at=datetime(2026, 12, 1, 7, 12, 17, tzinfo=UTC),  # no microseconds
+            ),
+        ]
+        await usage.insert(written)
+        read = [r for _, r in await usage.records(limit=10)]
+        assert sorted(read, key=lambda r: r.model) == written
+        window = await usage.records(
+            since=datetime(2026, 12, 1, 7, 12, 16, 206258, tzinfo=UTC),
+            until=datetime(2026, 12, 1, 7, 12, 17, 1, tzinfo=UTC),
+        )
+        assert len(window) == 2  # compared as the database keeps them, to the microsecond
+        assert not await usage.records(since=datetime(2026, 12, 1, 7, 12, 17, 1, tzinfo=UTC))
 
     with_db(database_url, work)
 

@@ -24,6 +24,8 @@ from modelhost.tensors.shape import checked_shape, element_count
 HEADER_LENGTH = "inference-header-content-length"
 JSON_TYPE = "application/json"
 BINARY_TYPE = "application/octet-stream"
+_JSON_CONTENT = (b"content-type", JSON_TYPE.encode())
+_BINARY_CONTENT = (b"content-type", BINARY_TYPE.encode())
 
 # Which JSON-inferred numpy kinds each datatype accepts: no silent float→int truncation.
 _ACCEPTED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
@@ -215,8 +217,8 @@ def _mapping(value: Any, what: str) -> dict[str, Any]:
 
 def encode_response(
     response: InferenceResponse, requested: list[RequestedOutput], binary_default: bool
-) -> tuple[bytes, dict[str, str]]:
-    """The response body and its content headers."""
+) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """The response body and its content headers, ready for the wire."""
     binary_of = {output.name: output.binary for output in requested}
     outputs: list[dict[str, Any]] = []
     blobs: list[bytes] = []
@@ -243,11 +245,11 @@ def encode_response(
         doc["id"] = response.id
     header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
     if not blobs:
-        return header, {"content-type": JSON_TYPE}
-    return header + b"".join(blobs), {
-        "content-type": BINARY_TYPE,
-        "inference-header-content-length": str(len(header)),
-    }
+        return header, [_JSON_CONTENT]
+    return header + b"".join(blobs), [
+        _BINARY_CONTENT,
+        (HEADER_LENGTH.encode(), str(len(header)).encode()),
+    ]
 
 
 def _to_json(tensor: Tensor) -> Any:

@@ -61,6 +61,11 @@ class MeteredEndpoint:
                 response = await self._handler(request, meter)
             except Exception as exc:
                 response = await response_for(request, exc)
-            await response(scope, counted_receive, counted_send)
+            body = getattr(response, "body", None)
+            if isinstance(body, bytes):  # all of it in one message: no need to count the sends
+                await response(scope, counted_receive, send)
+                status, bytes_out = response.status_code, len(body)
+            else:
+                await response(scope, counted_receive, counted_send)
         finally:
             meter.finish(status=status, bytes_in=bytes_in, bytes_out=bytes_out)

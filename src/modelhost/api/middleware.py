@@ -1,5 +1,6 @@
 """Request context as plain ASGI middleware: the request id, the in-flight count, one log line
-per request, and refusing new requests while the server drains for shutdown."""
+per request, refusing new requests while the server drains for shutdown, and a JSON 500 for an
+error nothing inside answered (the outermost layer: see :class:`modelhost.app.ModelhostApp`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from modelhost.observability import context
 from modelhost.observability.ids import new_id
 
 log = logging.getLogger("modelhost.access")
+errors = logging.getLogger(__name__)
 
 # Probes and scrapes: not counted, not logged, answered even while draining.
 QUIET_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
@@ -39,7 +41,7 @@ class RequestContextMiddleware:
             await response(scope, receive, send)
             return
         fields = context.begin(request_id)
-        status = 500
+        status = 0  # no answer yet
         header = (b"x-request-id", request_id.encode())
 
         async def send_with_id(message: Message) -> None:
@@ -53,7 +55,15 @@ class RequestContextMiddleware:
         lifecycle.request_started()
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            if status:  # the answer has begun: uvicorn ends the connection
+                raise
+            # Our own bug: log the traceback, tell the client only that it happened.
+            errors.exception("%s %s failed", scope["method"], scope["path"])
+            response = error_response(500, f"internal error: {type(exc).__name__}", "internal")
+            await response(scope, receive, send_with_id)
         finally:
+            status = status or 500
             lifecycle.request_finished()
             if log.isEnabledFor(logging.INFO):
                 log.info(

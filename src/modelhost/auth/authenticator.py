@@ -28,6 +28,7 @@ _MAX_CACHED = 100_000
 class _Cached:
     found: tuple[ApiKey, User] | None
     until: float
+    principal: Principal | None  # built once per lookup, not per request
 
 
 class Authenticator:
@@ -50,31 +51,17 @@ class Authenticator:
         users.on_keys_changed(self.forget)
 
     async def authenticate(self, authorization: str | None) -> Principal:
-        if not authorization:
-            raise Unauthorized("an API key is required: Authorization: Bearer <key>")
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("use Authorization: Bearer <key>")
-        key_id, secret = split_key(token.strip())
-        found = await self._lookup(key_id)
-        if found is None or not secret_matches(secret, found[0].secret_hash):
-            raise Unauthorized("the API key is not valid")
-        key, user = found
-        if key.revoked_at is not None:
-            raise Unauthorized("the API key has been revoked")
-        if key.expires_at is not None and key.expires_at <= utcnow():
-            raise Unauthorized("the API key has expired")
-        if user.disabled:
-            raise Unauthorized("the user of this API key is disabled")
-        return Principal(
-            user_id=user.id,
-            name=user.name,
-            role=user.role,
-            key_id=key.key_id,
-            allowed_models=frozenset(key.allowed_models) if key.allowed_models else None,
-            requests_per_minute=key.requests_per_minute,
-            max_in_flight=key.max_in_flight,
-        )
+        key_id, secret = _presented(authorization)
+        cached = self._fresh(key_id)
+        entry = cached if cached is not None else await self._lookup(key_id)
+        return _admit(entry, secret)
+
+    def authenticate_cached(self, authorization: str | None) -> Principal | None:
+        """:meth:`authenticate` without a wait, when the key's lookup is cached (nearly every
+        request: the hot path skips two coroutines); None: await :meth:`authenticate`."""
+        key_id, secret = _presented(authorization)
+        cached = self._fresh(key_id)
+        return _admit(cached, secret) if cached is not None else None
 
     def forget(self, key_id: str | None = None) -> None:
         """Drop cached lookups (one key, or all) after a change made through this replica."""
@@ -91,11 +78,13 @@ class Authenticator:
         if self._inflight.get(key_id) is flight:
             del self._inflight[key_id]
 
-    async def _lookup(self, key_id: str) -> tuple[ApiKey, User] | None:
+    def _fresh(self, key_id: str) -> _Cached | None:
+        cached = self._cache.get(key_id)
+        return cached if cached is not None and cached.until > self._clock() else None
+
+    async def _lookup(self, key_id: str) -> _Cached:
         now = self._clock()
         cached = self._cache.get(key_id)
-        if cached is not None and cached.until > now:
-            return cached.found
         changes = self._changes
         flight = self._inflight.get(key_id)
         if flight is None:
@@ -109,7 +98,7 @@ class Authenticator:
             # The database is away: a key seen lately stays good (stale-if-error), so running
             # traffic keeps flowing; unknown keys cannot be checked.
             if cached is not None:
-                return cached.found
+                return cached
             raise Unavailable(
                 "API keys cannot be checked now: the database is unreachable "
                 f"({type(exc).__name__})",
@@ -117,6 +106,47 @@ class Authenticator:
             ) from None
         if len(self._cache) >= _MAX_CACHED:
             self._cache.clear()  # a flood of random key ids must not grow memory without bound
+        entry = _Cached(found, now + self._cache_seconds, _principal(found))
         if changes == self._changes:
-            self._cache[key_id] = _Cached(found, now + self._cache_seconds)
-        return found
+            self._cache[key_id] = entry
+        return entry
+
+
+def _presented(authorization: str | None) -> tuple[str, str]:
+    """(key id, secret) of an ``Authorization: Bearer <key>`` header."""
+    if not authorization:
+        raise Unauthorized("an API key is required: Authorization: Bearer <key>")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("use Authorization: Bearer <key>")
+    return split_key(token.strip())
+
+
+def _admit(entry: _Cached, secret: str) -> Principal:
+    """The principal of a looked-up key, if ``secret`` is its secret and the key may be used."""
+    if entry.found is None or not secret_matches(secret, entry.found[0].secret_hash):
+        raise Unauthorized("the API key is not valid")
+    key, user = entry.found
+    if key.revoked_at is not None:
+        raise Unauthorized("the API key has been revoked")
+    if key.expires_at is not None and key.expires_at <= utcnow():
+        raise Unauthorized("the API key has expired")
+    if user.disabled:
+        raise Unauthorized("the user of this API key is disabled")
+    assert entry.principal is not None
+    return entry.principal
+
+
+def _principal(found: tuple[ApiKey, User] | None) -> Principal | None:
+    if found is None:
+        return None
+    key, user = found
+    return Principal(
+        user_id=user.id,
+        name=user.name,
+        role=user.role,
+        key_id=key.key_id,
+        allowed_models=frozenset(key.allowed_models) if key.allowed_models else None,
+        requests_per_minute=key.requests_per_minute,
+        max_in_flight=key.max_in_flight,
+    )

@@ -36,14 +36,18 @@ class AuthMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        if self.authenticator is None:
+        authenticator = self.authenticator
+        if authenticator is None:
             principal = ANONYMOUS_ADMIN
         else:
-            header = next(
-                (v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None
-            )
+            header = None
+            for name, value in scope["headers"]:
+                if name == b"authorization":
+                    header = value.decode("latin-1")
+                    break
             try:
-                principal = await self.authenticator.authenticate(header)
+                cached = authenticator.authenticate_cached(header)
+                principal = cached or await authenticator.authenticate(header)
             except ModelhostError as exc:
                 response = error_response(exc.status, exc.message, exc.code, exc.retry_after)
                 if exc.status == 401:

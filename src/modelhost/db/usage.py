@@ -43,6 +43,29 @@ class UsageRecord:
 
 
 _FIELDS = tuple(field.name for field in fields(UsageRecord))
+_SQLITE_INSERT = (
+    f"INSERT INTO {usage_records.name} ({', '.join(_FIELDS)}) "
+    f"VALUES ({', '.join('?' for _ in _FIELDS)}) ON CONFLICT (record_id) DO NOTHING"
+)
+
+
+def _sqlite_row(record: UsageRecord) -> tuple[Any, ...]:
+    """A record's parameters as SQLAlchemy's SQLite dialect writes them: timestamps as naive
+    UTC text with six digits of microseconds (``2026-12-01 07:12:16.206258``)."""
+    created = as_utc(record.created_at).isoformat(" ", "microseconds")[:26]
+    return (
+        record.record_id,
+        record.user_id,
+        record.key_id,
+        record.model,
+        record.version,
+        record.status,
+        record.latency_ms,
+        record.batch_size,
+        record.bytes_in,
+        record.bytes_out,
+        created,
+    )
 
 
 @dataclass(frozen=True)
@@ -75,6 +98,12 @@ class UsageStore:
         if not records:
             return
         dialect = self._engine.dialect.name
+        if dialect == "sqlite":
+            # SQLAlchemy's parameter processing, row by row, took a third of a record's cost
+            # on this path (18 us against 12 through the driver): the rows go to it as tuples.
+            async with self._engine.begin() as db:
+                await db.exec_driver_sql(_SQLITE_INSERT, [_sqlite_row(r) for r in records])
+            return
         builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
         statement = builder(usage_records).on_conflict_do_nothing(index_elements=["record_id"])
         async with self._engine.begin() as db:

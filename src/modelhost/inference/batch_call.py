@@ -32,7 +32,6 @@ class QueuedRequest:
     future: asyncio.Future[tuple[Tensors, int]]
     enqueued: float
     tenant: Hashable
-    timer: asyncio.TimerHandle | None = None
     # Kept by the fair queue.
     start: float = 0.0
     seq: int = 0

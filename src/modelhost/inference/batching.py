@@ -72,6 +72,9 @@ class ModelScheduler:
         self._queue: FairQueue[QueuedRequest] = FairQueue()
         self._arrived = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
+        # One timer for the whole queue, due at the earliest deadline in it, instead of one per
+        # request (arming and cancelling one cost ~2.5 us a request on the event loop).
+        self._sweep: asyncio.TimerHandle | None = None
         self._running: set[asyncio.Task[None]] = set()
         self.stats = SchedulerStats()
 
@@ -114,15 +117,16 @@ class ModelScheduler:
         pending = QueuedRequest(
             inputs, rows, signature, deadline, loop.create_future(), loop.time(), tenant
         )
-        pending.timer = loop.call_at(deadline, self._expire, pending)
         self._queue.push(pending)
+        sweep = self._sweep
+        if sweep is None or deadline < sweep.when():
+            self._arm_sweep(deadline)
         self._arrived.set()
         if self._dispatcher is None:
             self._dispatcher = loop.create_task(self._dispatch())
         try:
             return await pending.future
         finally:
-            pending.timer.cancel()
             # Still queued here only if its client went away: it leaves, and its share with it.
             self._queue.remove(pending)
 
@@ -153,15 +157,29 @@ class ModelScheduler:
             retry_after=self._retry_after(),
         )
 
-    def _expire(self, pending: QueuedRequest) -> None:
-        """The deadline passed: drop the request if it has not started."""
-        if not self._queue.remove(pending):
-            return  # already running: it finishes
-        self.stats.expired += 1
-        if not pending.future.done():
-            pending.future.set_exception(
-                DeadlineExceeded(f"the request waited past its deadline for model {self._label}")
-            )
+    def _arm_sweep(self, at: float) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+        self._sweep = asyncio.get_running_loop().call_at(at, self._expire_due)
+
+    def _expire_due(self) -> None:
+        """The earliest deadline came: drop every queued request whose deadline passed (those
+        running finish), and wait for the next earliest. Requests that left the queue before
+        their deadline cost only this sweep finding nothing."""
+        self._sweep = None
+        now = asyncio.get_running_loop().time()
+        due = [pending for pending in self._queue if pending.deadline <= now]
+        for pending in due:
+            self._queue.remove(pending)
+            self.stats.expired += 1
+            if not pending.future.done():
+                pending.future.set_exception(
+                    DeadlineExceeded(
+                        f"the request waited past its deadline for model {self._label}"
+                    )
+                )
+        if self._queue:
+            self._arm_sweep(min(pending.deadline for pending in self._queue))
 
     async def _dispatch(self) -> None:
         try:

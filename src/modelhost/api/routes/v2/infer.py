@@ -10,11 +10,12 @@ from modelhost.api.body_decoder import BodyDecoder
 from modelhost.api.codec import HEADER_LENGTH, encode_response
 from modelhost.api.metered import MeteredEndpoint
 from modelhost.api.requests import header_int, read_body, request_timeout
+from modelhost.api.responses import PreparedResponse
 from modelhost.inference.service import InferenceService
 from modelhost.observability.metering import Metering, RequestMeter
 
 # How many requests ran in the same model call as this one (the console shows it).
-BATCH_SIZE_HEADER = "x-batch-size"
+BATCH_SIZE_HEADER = b"x-batch-size"
 
 
 def routes(
@@ -42,8 +43,8 @@ def routes(
         content, headers = encode_response(
             outcome.response, inference_request.outputs, binary_default
         )
-        headers[BATCH_SIZE_HEADER] = str(outcome.batch_size)
-        return Response(content, headers=headers)
+        headers.append((BATCH_SIZE_HEADER, b"%d" % outcome.batch_size))
+        return PreparedResponse(content, headers)
 
     endpoint = MeteredEndpoint("infer", infer, metering)
     return [

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 
 import httpx
@@ -136,7 +137,7 @@ def test_queued_request_past_its_deadline_is_dropped_before_it_runs(tmp_path: Pa
     version_dir = write_slow_model(root, "slow", 0.6)
     with ServerProcess(root, tmp_path / "server.log") as server:
 
-        async def scenario() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+        async def scenario() -> tuple[httpx.Response, list[httpx.Response], float]:
             async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
                 await client.post("/v2/repository/models/slow/load")
                 body = {
@@ -144,19 +145,33 @@ def test_queued_request_past_its_deadline_is_dropped_before_it_runs(tmp_path: Pa
                 }
                 first = asyncio.create_task(client.post("/v2/models/slow/infer", json=body))
                 await asyncio.sleep(0.1)
+
+                async def timed(call: Awaitable[httpx.Response]) -> tuple[httpx.Response, float]:
+                    started = time.monotonic()
+                    response = await call
+                    return response, time.monotonic() - started
+
                 by_header = client.post(
                     "/v2/models/slow/infer", json=body, headers={"X-Request-Timeout-Ms": "150"}
                 )
                 tritonish = dict(body, parameters={"timeout": 150_000})  # microseconds
                 by_parameter = client.post("/v2/models/slow/infer", json=tritonish)
-                second, third = await asyncio.gather(by_header, by_parameter)
-                return await first, second, third
+                # Due after the two above and before the running call ends (at ~0.6 s): the
+                # queue's one deadline timer must wake again for it after dropping them.
+                later = client.post(
+                    "/v2/models/slow/infer", json=body, headers={"X-Request-Timeout-Ms": "400"}
+                )
+                second, third, (fourth, waited) = await asyncio.gather(
+                    by_header, by_parameter, timed(later)
+                )
+                return await first, [second, third, fourth], waited
 
-        first, second, third = asyncio.run(scenario())
+        first, late_ones, waited = asyncio.run(scenario())
         assert first.status_code == 200
-        for late in (second, third):
+        for late in late_ones:
             assert late.status_code == 504, late.text
             assert late.json()["code"] == "deadline_exceeded"
+        assert waited >= 0.38  # dropped at its own deadline, not at the earlier ones'
         assert call_sizes(version_dir) == [1]  # the expired ones never ran
         bad = httpx.post(
             f"{server.url}/v2/models/slow/infer",

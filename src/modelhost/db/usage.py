@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import Select, case, func, select
@@ -49,23 +50,17 @@ _SQLITE_INSERT = (
 )
 
 
+# Every field but the timestamp, in the order _SQLITE_INSERT names them (one C call).
+_PLAIN_FIELDS = attrgetter(*_FIELDS[:-1])
+assert _FIELDS[-1] == "created_at"
+
+
 def _sqlite_row(record: UsageRecord) -> tuple[Any, ...]:
     """A record's parameters as SQLAlchemy's SQLite dialect writes them: timestamps as naive
     UTC text with six digits of microseconds (``2026-12-01 07:12:16.206258``)."""
     created = as_utc(record.created_at).isoformat(" ", "microseconds")[:26]
-    return (
-        record.record_id,
-        record.user_id,
-        record.key_id,
-        record.model,
-        record.version,
-        record.status,
-        record.latency_ms,
-        record.batch_size,
-        record.bytes_in,
-        record.bytes_out,
-        created,
-    )
+    plain: tuple[Any, ...] = _PLAIN_FIELDS(record)
+    return plain + (created,)
 
 
 @dataclass(frozen=True)

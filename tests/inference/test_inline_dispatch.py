@@ -8,10 +8,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import uvloop
 
+from modelhost.errors import DeadlineExceeded
 from modelhost.inference.batching import _INLINE_TURN_SECONDS, ModelScheduler
+from modelhost.inference.deadline import deadline_clock
 from modelhost.manifest import Manifest
 from modelhost.runtimes.base import Runtime, Tensors
 from modelhost.runtimes.pool import InstancePool
@@ -42,7 +46,9 @@ class CheapRecorder(Runtime):
         return {"y": inputs["x"]}
 
 
-def _scheduler(runtime: Runtime, executor: ThreadPoolExecutor) -> ModelScheduler:
+def _scheduler(
+    runtime: Runtime, executor: ThreadPoolExecutor, kind: type[ModelScheduler] = ModelScheduler
+) -> ModelScheduler:
     pool = InstancePool([runtime], 1, executor, inline_below=0.005)
     manifest = Manifest.model_validate(
         {
@@ -53,7 +59,7 @@ def _scheduler(runtime: Runtime, executor: ThreadPoolExecutor) -> ModelScheduler
             "max_queue_size": 10_000,
         }
     )
-    return ModelScheduler(pool, manifest, "m/1")
+    return kind(pool, manifest, "m/1")
 
 
 def _inputs(code: int) -> Tensors:
@@ -129,3 +135,42 @@ def test_inline_calls_are_taken_in_fair_order_across_users() -> None:
     # not behind the heavy user's backlog of 200 that one loop turn could otherwise run.
     light_positions = [i for i, code in enumerate(codes) if code == 2]
     assert len(light_positions) == 5 and max(light_positions) < 15, light_positions
+
+
+class TimedCalls(ModelScheduler):
+    """The scheduler, keeping every call's measured duration as it records it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.durations: list[float] = []
+
+    def _record(self, requests: int, seconds: float) -> None:
+        self.durations.append(seconds / requests)
+        super()._record(requests, seconds)
+
+
+def test_on_uvloop_inline_calls_are_timed_and_a_deadline_they_cannot_meet_is_refused() -> None:
+    """The server's loop is uvloop, whose clock counts whole milliseconds: a 50 us call timed
+    on it mostly took 0 s, so the model "cost nothing", and a deadline 1e-12 s away, still
+    ahead of the loop's truncated "now", was admitted and answered 200 (a flaky
+    test_deadline_too_short_to_run_is_504)."""
+
+    async def scenario() -> tuple[list[float], list[bool], BaseException | None]:
+        runtime = CheapRecorder(threading.get_ident())
+        with ThreadPoolExecutor(2) as executor:
+            scheduler = _scheduler(runtime, executor, TimedCalls)
+            assert isinstance(scheduler, TimedCalls)
+            far = deadline_clock() + 60
+            for i in range(20):  # the first calls are measured in threads, then inline
+                await scheduler.submit(_inputs(i), 1, far)
+            try:
+                await scheduler.submit(_inputs(99), 1, deadline_clock() + 1e-12)
+            except DeadlineExceeded as refused:
+                return scheduler.durations, [on_loop for _, on_loop in runtime.calls], refused
+        return scheduler.durations, [on_loop for _, on_loop in runtime.calls], None
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        durations, on_loop, refused = runner.run(scenario())
+    assert on_loop[-1], "the last calls ran on the loop"
+    assert len(durations) == 20 and min(durations) >= CALL_SECONDS, durations
+    assert refused is not None, "a deadline no call could meet was admitted"

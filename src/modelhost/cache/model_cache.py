@@ -104,8 +104,9 @@ class ModelCache:
     ) -> ModelEntry:
         """Lease ``ref``, loading it first if needed; pair with :meth:`release`.
 
-        ``deadline`` (event loop time) bounds the wait for a load or unload: past it the caller
-        gets DeadlineExceeded, while the load itself goes on for the requests after it.
+        ``deadline`` (``time.monotonic()`` seconds, as every request deadline is) bounds the
+        wait for a load or unload: past it the caller gets DeadlineExceeded, while the load
+        itself goes on for the requests after it.
         """
         entry = self._entry(ref)
         if entry.state is ModelState.READY:
@@ -443,7 +444,7 @@ async def _wait(transition: asyncio.Future[None], deadline: float | None, what: 
     if deadline is None:
         await asyncio.shield(transition)
         return
-    remaining = deadline - asyncio.get_running_loop().time()
+    remaining = deadline - time.monotonic()
     try:
         await asyncio.wait_for(asyncio.shield(transition), max(remaining, 0))
     except TimeoutError:

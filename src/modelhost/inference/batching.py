@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ from prometheus_client import Histogram
 
 from modelhost.errors import DeadlineExceeded, QueueFull
 from modelhost.inference.batch_call import ANYONE, QueuedRequest, run_batch
+from modelhost.inference.deadline import deadline_clock
 from modelhost.inference.fair_queue import FairQueue
 from modelhost.manifest import Manifest
 from modelhost.observability.metrics import Metrics
@@ -38,6 +40,11 @@ from modelhost.runtimes.pool import InstancePool
 # How long a dispatcher may run cheap model calls back to back on the event loop before it
 # lets everything else on the loop have a turn (see ModelScheduler._dispatch).
 _INLINE_TURN_SECONDS = 0.002
+
+# Durations (a model call, a queue wait, an inline turn) are timed with perf_counter, not the
+# loop's clock: uvloop's loop.time() counts whole milliseconds, so a 50 us call timed with it
+# took 0 s, and a model that "cost nothing" admitted a deadline no call could meet.
+_clock = time.perf_counter
 
 
 @dataclass
@@ -79,6 +86,7 @@ class ModelScheduler:
         # One timer for the whole queue, due at the earliest deadline in it, instead of one per
         # request (arming and cancelling one cost ~2.5 us a request on the event loop).
         self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_at = 0.0  # the deadline it is due at
         self._running: set[asyncio.Task[None]] = set()
         self.stats = SchedulerStats()
 
@@ -89,8 +97,9 @@ class ModelScheduler:
     async def submit(
         self, inputs: Tensors, rows: int, deadline: float, tenant: Hashable = ANYONE
     ) -> tuple[Tensors, int]:
-        """Run ``inputs`` (``rows`` along the batch dimension) by ``deadline`` (loop time), as
-        one of ``tenant``'s requests (the unit of fair shares: a user).
+        """Run ``inputs`` (``rows`` along the batch dimension) by ``deadline`` (on
+        :func:`deadline_clock`), as one of ``tenant``'s requests (the unit of fair shares: a
+        user).
 
         Returns every output, cut to this request's rows, and the size of the batch it ran in.
         """
@@ -99,7 +108,7 @@ class ModelScheduler:
         expected_wait = self._seconds_before(ahead)
         # ... and then the batch it joins has to run (deadlines bound the answer, not the start).
         own_batch = min(ahead + 1, self._max_rows) * self.stats.seconds_per_request
-        left = deadline - loop.time()
+        left = deadline - deadline_clock()
         if left <= 0 or self.stats.seconds_per_request > left:
             # Not even alone, in an empty queue, could it finish in time: the deadline is at
             # fault, not the queue (another replica would not do better).
@@ -119,11 +128,10 @@ class ModelScheduler:
         self._make_room(tenant, rows)
         signature = tuple((name, array.shape[1:]) for name, array in inputs.items())
         pending = QueuedRequest(
-            inputs, rows, signature, deadline, loop.create_future(), loop.time(), tenant
+            inputs, rows, signature, deadline, loop.create_future(), _clock(), tenant
         )
         self._queue.push(pending)
-        sweep = self._sweep
-        if sweep is None or deadline < sweep.when():
+        if self._sweep is None or deadline < self._sweep_at:
             self._arm_sweep(deadline)
         self._arrived.set()
         if self._dispatcher is None:
@@ -164,14 +172,17 @@ class ModelScheduler:
     def _arm_sweep(self, at: float) -> None:
         if self._sweep is not None:
             self._sweep.cancel()
-        self._sweep = asyncio.get_running_loop().call_at(at, self._expire_due)
+        # Armed by delay: the loop's clock is not the deadlines' (see deadline_clock).
+        delay = max(at - deadline_clock(), 0.0)
+        self._sweep = asyncio.get_running_loop().call_later(delay, self._expire_due)
+        self._sweep_at = at
 
     def _expire_due(self) -> None:
         """The earliest deadline came: drop every queued request whose deadline passed (those
         running finish), and wait for the next earliest. Requests that left the queue before
         their deadline cost only this sweep finding nothing."""
         self._sweep = None
-        now = asyncio.get_running_loop().time()
+        now = deadline_clock()
         due = [pending for pending in self._queue if pending.deadline <= now]
         for pending in due:
             self._queue.remove(pending)
@@ -188,7 +199,7 @@ class ModelScheduler:
     async def _dispatch(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            turn_started = loop.time()
+            turn_started = _clock()
             while self._queue:
                 instance = await self._pool.acquire()
                 if self._batching:
@@ -209,16 +220,16 @@ class ModelScheduler:
                 # The loop gets its turn back every _INLINE_TURN_SECONDS, so answers go out and
                 # new requests come in, and other models' dispatchers run, without a long wait.
                 await self._execute(instance, batch)
-                if loop.time() - turn_started >= _INLINE_TURN_SECONDS:
+                if _clock() - turn_started >= _INLINE_TURN_SECONDS:
                     await asyncio.sleep(0)
-                    turn_started = loop.time()
+                    turn_started = _clock()
         finally:
             self._dispatcher = None
 
     def _observe(self, batch: list[QueuedRequest]) -> None:
         if self._waits is None or self._batch_sizes is None:
             return
-        now = asyncio.get_running_loop().time()
+        now = _clock()
         for pending in batch:
             self._waits.observe(now - pending.enqueued)
         self._batch_sizes.observe(len(batch))
@@ -281,11 +292,11 @@ class ModelScheduler:
         return batch
 
     async def _execute(self, instance: Runtime, batch: list[QueuedRequest]) -> None:
-        started = asyncio.get_running_loop().time()
+        started = _clock()
         try:
             await run_batch(self._pool, instance, batch, self._specs, self._label)
         finally:
-            self._record(len(batch), asyncio.get_running_loop().time() - started)
+            self._record(len(batch), _clock() - started)
 
     def _record(self, requests: int, seconds: float) -> None:
         stats = self.stats

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from modelhost.errors import BadRequest
@@ -15,3 +16,13 @@ def parameter_timeout(parameters: dict[str, Any]) -> float | None:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise BadRequest("parameters.timeout must be a positive integer of microseconds")
     return value / 1_000_000
+
+
+def deadline_clock() -> float:
+    """Now, on the clock every request deadline is on (seconds).
+
+    Not the event loop's: uvloop's ``loop.time()`` counts whole milliseconds, so a deadline a
+    microsecond away could still look ahead of "now" after the model had run.
+    (ModelCache.acquire takes the same clock, ``time.monotonic``, without importing this.)
+    """
+    return time.monotonic()

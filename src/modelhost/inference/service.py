@@ -16,6 +16,7 @@ from modelhost.cache.loader import LoadedModel
 from modelhost.cache.model_cache import ModelCache
 from modelhost.catalog.model_catalog import ModelCatalog, ModelRef
 from modelhost.inference.batching import ModelScheduler
+from modelhost.inference.deadline import deadline_clock
 from modelhost.inference.types import InferenceRequest, InferenceResponse, Tensor
 from modelhost.inference.validation import check_inputs, check_requested
 from modelhost.observability.metrics import Metrics
@@ -130,8 +131,7 @@ class InferenceService:
         inputs = check_inputs(request.inputs, manifest)
         specs = check_requested(request.outputs, manifest)
         rows = next(iter(inputs.values())).shape[0] if manifest.max_batch_size else 1
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (timeout if timeout is not None else self._default_timeout)
+        deadline = deadline_clock() + (timeout if timeout is not None else self._default_timeout)
         entry = await self._cache.acquire(ref, deadline=deadline)
         try:
             assert entry.model is not None

@@ -505,10 +505,18 @@ def measured(target: Target, load: Callable[[], WrkResult]) -> WrkResult:
 
 
 def run_rounds(
-    wrk: list[str], targets: list[Target], *, rounds: int, seconds: int, warmup_seconds: int
+    wrk: list[str],
+    targets: list[Target],
+    *,
+    rounds: int,
+    seconds: int,
+    warmup_seconds: int,
+    after_round: Callable[[], None] | None = None,
 ) -> list[str]:
-    """Load every target ``rounds`` times, rotating the order each round; returns the load
-    averages read after each round."""
+    """Load every target ``rounds`` times, rotating the order each round, and call
+    ``after_round`` after each (an in-process measurement taken beside the rounds rather than
+    once before or after them, so that it sees the same moments of a drifting host); returns
+    the load averages read after each round."""
     if warmup_seconds > 0:
         for target in targets:
             run_wrk(wrk, target.script, target.url, warmup_seconds)
@@ -527,6 +535,8 @@ def run_rounds(
                 f"  non-2xx {result.non_2xx}  socket errors {result.socket_errors}",
                 flush=True,
             )
+        if after_round is not None:
+            after_round()
         loads.append(load_average())
         print(f"  load average after round {round_number}: {loads[-1]}", flush=True)
     return loads

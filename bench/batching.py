@@ -24,11 +24,11 @@ modelhost / MLServer (goal >= 1.5), modelhost / the in-process ceiling (goal >= 
 runtime's ``predict`` called in a loop in this process, pinned to the server core, at 1 or
 ``--connections`` sentences a call, whichever is nearer modelhost's mean batch size (sentences
 per second of wall time, and of CPU time; measured after every round, the median taken, on the
-batches the servers get: see ``model_cost``), and
-batched / unbatched beside what batching saves the model alone. The goal batched / unbatched
->= 3 was set on the torch runtime (``--only modelhost-torch-batched --only
-modelhost-torch-unbatched``): ONNX Runtime's forward pass of one sentence costs less than twice
-its share of a batch of 64, so on it no server can gain 3x from batching.
+batches the servers get: see ``model_cost``), and batched / unbatched beside what batching
+saves the model alone. The goal batched / unbatched >= 3 was set on the torch runtime
+(``--only modelhost-torch-batched --only modelhost-torch-unbatched``): ONNX Runtime's forward
+pass of one sentence costs less than twice its share of a batch of 64, so on it no server can
+gain 3x from batching.
 
     bench/batching.sh [--rounds 3] [--seconds 10] [--connections 64] [--only NAME ...]
                       [--profile FILE] [--json FILE]
@@ -222,10 +222,10 @@ def run(
     runtimes = {"onnx": repository}
     if {"modelhost-torch-batched", "modelhost-torch-unbatched", "mlserver-batched"} & set(started):
         runtimes["torch"] = on_torch
-    # The in-process ceilings (the model alone at 1 and at 64 sentences a call) are measured
-    # after every round, beside the servers' rounds: measured once at the end they were up to
-    # 5 % off the moments the servers ran in (the host's speed drifts), a third of the margin
-    # the goal of 0.95 leaves.
+    # The in-process ceilings (the model alone at 1 and --connections sentences a call) are
+    # measured after every round, beside the servers' rounds: measured once at the end they
+    # were up to 5 % off the moments the servers ran in (the host's speed drifts), as much as
+    # the margin the goal of 0.95 leaves.
     ceiling_sizes = sorted({1, args.connections})
     ceiling_runs: dict[str, dict[int, list[tuple[float, float]]]] = {
         name: {size: [] for size in ceiling_sizes} for name in runtimes

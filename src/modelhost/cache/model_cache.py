@@ -41,6 +41,7 @@ from modelhost.errors import (
     ModelhostError,
     ModelLoadFailed,
 )
+from modelhost.inference.deadline import deadline_clock
 from modelhost.units import format_bytes
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ class ModelCache:
     ) -> ModelEntry:
         """Lease ``ref``, loading it first if needed; pair with :meth:`release`.
 
-        ``deadline`` (``time.monotonic()`` seconds, as every request deadline is) bounds the
+        ``deadline`` (on :data:`~modelhost.inference.deadline.deadline_clock`) bounds the
         wait for a load or unload: past it the caller gets DeadlineExceeded, while the load
         itself goes on for the requests after it.
         """
@@ -444,7 +445,7 @@ async def _wait(transition: asyncio.Future[None], deadline: float | None, what: 
     if deadline is None:
         await asyncio.shield(transition)
         return
-    remaining = deadline - time.monotonic()
+    remaining = deadline - deadline_clock()
     try:
         await asyncio.wait_for(asyncio.shield(transition), max(remaining, 0))
     except TimeoutError:

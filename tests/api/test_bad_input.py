@@ -305,6 +305,48 @@ def test_bad_repository_requests(
     assert_error(client.post(path, content=body), 400, "bad_request", mentions)
 
 
+# -- management API bodies: an integer field takes a JSON integer (3 or 3.0, as JSON Schema
+# says), nothing else that lax parsing reads as one (true is 1 to Python, "1" is 1 to pydantic) --
+
+NOT_INTEGERS = [True, "1", 1.5, None]
+
+
+@pytest.mark.parametrize("value", NOT_INTEGERS, ids=repr)
+def test_alias_version_must_be_an_integer(client: httpx.Client, value: object) -> None:
+    before = client.get(f"/api/v1/models/{SKL}").json()["aliases"]
+    response = client.put(f"/api/v1/models/{SKL}/aliases/typed", json={"version": value})
+    assert_error(response, 400, mentions="version")
+    assert client.get(f"/api/v1/models/{SKL}").json()["aliases"] == before
+
+
+def test_an_integer_may_be_written_with_a_zero_fraction(client: httpx.Client) -> None:
+    response = client.put(f"/api/v1/models/{SKL}/aliases/whole", json={"version": 1.0})
+    assert response.status_code == 200, response.text
+    assert response.json()["aliases"]["whole"] == 1
+
+
+@pytest.mark.parametrize("value", [v for v in NOT_INTEGERS if v is not None], ids=repr)
+def test_registered_version_must_be_an_integer(client: httpx.Client, value: object) -> None:
+    def versions() -> list[int]:
+        return [v["version"] for v in client.get(f"/api/v1/models/{SKL}").json()["versions"]]
+
+    before = versions()
+    response = client.post(f"/api/v1/models/{SKL}/versions", json={"version": value})
+    assert_error(response, 400, mentions="version")
+    assert versions() == before
+
+
+@pytest.mark.parametrize("field", ["requests_per_minute", "max_in_flight"])
+@pytest.mark.parametrize("value", [v for v in NOT_INTEGERS if v is not None], ids=repr)
+def test_key_limits_must_be_integers(client: httpx.Client, field: str, value: object) -> None:
+    user = "typed-limits"
+    if user not in [u["name"] for u in client.get("/api/v1/users").json()]:
+        assert client.post("/api/v1/users", json={"name": user}).status_code == 201
+    response = client.post(f"/api/v1/users/{user}/keys", json={field: value})
+    assert_error(response, 400, mentions=field)
+    assert client.get(f"/api/v1/users/{user}/keys").json() == []
+
+
 # -- size limits (the server runs with --max-request-bytes 1MiB) ---------------------------------
 
 OVERSIZE = json.dumps(request(padding="x" * (1 << 20))).encode()

@@ -19,6 +19,20 @@ def _rfc3339(value: object) -> object:
     raise ValueError("must be a date-time with its offset, like 2026-01-31T12:00:00Z (RFC 3339)")
 
 
+def _json_integer(value: object) -> object:
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON integer, not a boolean or a string")
+    return value
+
+
+# An integer as JSON Schema means it (the OpenAPI document's type: integer): a number with no
+# fraction, 3 or 3.0. Pydantic's lax mode would also read true as 1 and "3" as 3; a client that
+# sends those has a bug to hear about. The bounds come before the validator so that they land on
+# the integer and the document says minimum and maximum (after it, pydantic writes "ge", "le").
+VersionNumber = Annotated[int, Field(ge=1, le=LARGEST_ID), BeforeValidator(_json_integer)]
+Limit = Annotated[int, Field(ge=1, le=2**31 - 1), BeforeValidator(_json_integer)]
+
+
 # A point in time as the OpenAPI document says (format date-time): not a number of seconds,
 # not a date alone, not without its offset.
 DateTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
@@ -52,16 +66,13 @@ class ModelPublic(BaseModel):
 
 
 class VersionCreate(_Strict):
-    version: int | None = Field(
-        default=None,
-        ge=1,
-        le=LARGEST_ID,
-        description="A version already in the store; default: the newest.",
+    version: VersionNumber | None = Field(
+        default=None, description="A version already in the store; default: the newest."
     )
 
 
 class AliasUpdate(_Strict):
-    version: int = Field(ge=1, le=LARGEST_ID)
+    version: VersionNumber
 
 
 class UserCreate(_Strict):
@@ -85,8 +96,8 @@ class KeyCreate(_Strict):
     name: str | None = Field(default=None, max_length=128)
     expires_at: DateTime | None = None
     allowed_models: list[str] | None = Field(default=None, min_length=1)
-    requests_per_minute: int | None = Field(default=None, ge=1, le=2**31 - 1)
-    max_in_flight: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    requests_per_minute: Limit | None = None
+    max_in_flight: Limit | None = None
 
 
 class KeyPublic(BaseModel):

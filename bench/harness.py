@@ -177,6 +177,32 @@ def start_modelhost(
     return process, f"http://127.0.0.1:{port}"
 
 
+def start_uvicorn(
+    app: str,
+    name: str,
+    work: Path,
+    processes: list[subprocess.Popen[bytes]],
+    *,
+    core: int,
+    env: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``app`` (``module:attribute`` in ``bench/``) under uvicorn with the settings ``modelhost
+    serve`` gives it (uvloop, httptools, no access log, no proxy headers, no server header),
+    pinned to ``core``; returns the process and base URL. A baseline run with uvicorn's defaults
+    would pay for work modelhost turns off (X-Forwarded-For checks on every loopback request)."""
+    port = free_port()
+    process = start(
+        ["taskset", "-c", str(core), sys.executable, "-m", "uvicorn", "--app-dir",
+         str(BENCH_DIR), app, "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop",
+         "--http", "httptools", "--no-access-log", "--no-proxy-headers", "--no-server-header",
+         "--log-level", "warning"],
+        work / f"{name}.log",
+        processes,
+        env=env,
+    )  # fmt: skip
+    return process, f"http://127.0.0.1:{port}"
+
+
 def modelhost_database(work: Path, name: str) -> str:
     """The SQLite database :func:`start_modelhost` gives the server ``name``."""
     return f"sqlite:///{work / name}.db"

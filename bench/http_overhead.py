@@ -6,7 +6,8 @@ The servers run side by side, all pinned to the same core (``taskset -c 0``):
   ``POST /v2/models/iris-sklearn/infer`` (a LogisticRegression, one row of 4 features); one
   server per ``--batching`` variant (default: the demo model as built);
 * ``bench/starlette_hello.py`` under uvicorn with the settings ``modelhost serve`` uses (uvloop,
-  httptools, no access log, log level warning), answering ``POST /hello`` with the same body.
+  httptools, no access log, no proxy headers, no server header, log level warning), answering
+  ``POST /hello`` with the same body.
 
 wrk, pinned to another core, loads them in turn, rotating the order over several rounds so
 machine noise hits all alike. The script prints req/s per round, the median, p50/p99 latency and
@@ -41,7 +42,7 @@ from typing import Any
 import yaml
 
 import harness
-from harness import BENCH_DIR, Target
+from harness import Target
 
 MODEL = "iris-sklearn"
 INFER_BODY = {
@@ -137,15 +138,9 @@ def start_ceiling(
     work: Path, processes: list[subprocess.Popen[bytes]], core: int
 ) -> tuple[subprocess.Popen[bytes], str]:
     """``bench/starlette_hello.py`` under uvicorn, configured like ``modelhost serve``."""
-    port = harness.free_port()
-    process = harness.start(
-        ["taskset", "-c", str(core), sys.executable, "-m", "uvicorn", "--app-dir",
-         str(BENCH_DIR), "starlette_hello:app", "--host", "127.0.0.1", "--port", str(port),
-         "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"],
-        work / "starlette-hello.log",
-        processes,
-    )  # fmt: skip
-    return process, f"http://127.0.0.1:{port}"
+    return harness.start_uvicorn(
+        "starlette_hello:app", "starlette-hello", work, processes, core=core
+    )
 
 
 def run(args: argparse.Namespace, work: Path, processes: list[subprocess.Popen[bytes]]) -> int:

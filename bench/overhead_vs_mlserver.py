@@ -23,7 +23,11 @@ user made with ``modelhost users create`` in its database), usage records on (wr
 batches to SQLite), metrics on. More targets with ``--only``: ``modelhost-nousage`` and
 ``modelhost-nobatch-nousage`` (``MODELHOST_USAGE_RECORDS=false``),
 ``modelhost-nobatch-threads`` (``MODELHOST_INLINE_PREDICT_MS=0``: every predict in a worker
-thread), ``starlette-hello`` (a bare JSON endpoint, no model).
+thread), ``starlette-hello`` (a bare JSON endpoint, no model), and the floors of
+``bench/http_floor.py``: ``uvicorn-floor`` (a bare ASGI app on uvicorn, configured like
+``modelhost serve``: what uvicorn alone costs a request) and ``httptools-floor`` (a minimal
+asyncio protocol on httptools with one write per answer: the least a Python server on this
+loop and parser could spend).
 
 Printed ratios and goals: modelhost unbatched / MLServer unbatched (>= 1.5) and / the ceiling
 (>= 0.75); modelhost batched / MLServer batched (>= 4). A CPU-time ratio (CPU seconds per
@@ -61,6 +65,8 @@ VARIANTS = (
     "modelhost-nobatch-nousage",
     "modelhost-nobatch-threads",
     "starlette-hello",
+    "uvicorn-floor",
+    "httptools-floor",
 )
 
 
@@ -130,17 +136,11 @@ def start_model_ceiling(
     repository: Path, work: Path, processes: list[subprocess.Popen[bytes]], core: int
 ) -> tuple[subprocess.Popen[bytes], str]:
     """``bench/starlette_model.py`` under uvicorn, configured like ``modelhost serve``."""
-    port = harness.free_port()
-    process = harness.start(
-        ["taskset", "-c", str(core), sys.executable, "-m", "uvicorn", "--app-dir",
-         str(harness.BENCH_DIR), "starlette_model:app", "--host", "127.0.0.1", "--port",
-         str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-         "--log-level", "warning"],
-        work / "ceiling.log",
-        processes,
-        env={"CEILING_MODEL": str(repository / MODEL / "1" / "model.joblib")},
+    model = repository / MODEL / "1" / "model.joblib"
+    return harness.start_uvicorn(
+        "starlette_model:app", "ceiling", work, processes, core=core,
+        env={"CEILING_MODEL": str(model)},
     )  # fmt: skip
-    return process, f"http://127.0.0.1:{port}"
 
 
 def run(
@@ -193,6 +193,23 @@ def run(
             process, base = start_model_ceiling(repository, work, processes, core)
             script = harness.post_script(work / f"{name}.lua", body)
             started[name] = (process, f"{base}/v2/models/{MODEL}/infer", body, script, {})
+        elif name == "uvicorn-floor":
+            process, base = harness.start_uvicorn(
+                "http_floor:app", name, work, processes, core=core
+            )
+            script = harness.post_script(work / f"{name}.lua", body)
+            started[name] = (process, f"{base}/v2/models/{MODEL}/infer", body, script, {})
+        elif name == "httptools-floor":
+            port = harness.free_port()
+            process = harness.start(
+                ["taskset", "-c", str(core), sys.executable,
+                 str(harness.BENCH_DIR / "http_floor.py"), str(port)],
+                work / f"{name}.log",
+                processes,
+            )  # fmt: skip
+            script = harness.post_script(work / f"{name}.lua", body)
+            url = f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer"
+            started[name] = (process, url, body, script, {})
         else:
             process, base = start_ceiling(work, processes, core)
             script = harness.post_script(work / f"{name}.lua", body)
@@ -296,6 +313,16 @@ def report(targets: list[Target]) -> dict[str, Any]:
             added = by_name[on].cpu_us_per_request - by_name[off].cpu_us_per_request
             ratios[f"usage writer us/request ({on})"] = added
             print(f"the usage writer adds {added:.0f} us of CPU per request to {on}")
+    # What each server spends a request above the HTTP layer alone (bench/http_floor.py).
+    for floor in ("uvicorn-floor", "httptools-floor"):
+        if floor not in by_name:
+            continue
+        base = by_name[floor].cpu_us_per_request
+        ratios[f"{floor} us/request"] = base
+        for target in targets:
+            if not target.name.endswith("-floor"):
+                above = target.cpu_us_per_request - base
+                print(f"{target.name} spends {above:.0f} us of CPU a request above {floor}")
     return ratios
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any
+from typing import Any, cast
 
 import httptools
 import orjson
@@ -57,8 +57,8 @@ class MinimalProtocol(asyncio.Protocol):
     """httptools fed from ``data_received``; each complete request answered by a task."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but write the same way.
+        self.transport = cast(asyncio.Transport, transport)
         self.parser = httptools.HttpRequestParser(self)
         self.body: list[bytes] = []
 

@@ -6,7 +6,9 @@ Each commit's tree is exported (``git archive``) and served by its own ``modelho
 core, on the same demo models, as P1 runs them: auth on with a real key, usage records on,
 metrics on. wrk, pinned to the client core, loads them in turn, alternating which goes first;
 the CPU time per request (from /proc) is the figure to read: a change of a few per cent is
-below what req/s shows on a shared machine.
+below what req/s shows on a shared machine. Run it both ways round (``A B``, then ``B A``): an
+A/A run (the same commit on both sides) measured the B side ~4 % cheaper on a shared VM, so one
+run's difference of that size says nothing.
 
     .venv/bin/python bench/ab_commits.py BEFORE AFTER [--nobatch] [--rounds 6] [--seconds 4]
                                          [--b-env NAME=VALUE ...]

@@ -26,13 +26,12 @@ import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from prometheus_client import Histogram
-
 from modelhost.errors import DeadlineExceeded, QueueFull
 from modelhost.inference.batch_call import ANYONE, QueuedRequest, run_batch
 from modelhost.inference.deadline import deadline_clock
 from modelhost.inference.fair_queue import FairQueue
 from modelhost.manifest import Manifest
+from modelhost.observability.loop_metrics import HistogramChild
 from modelhost.observability.metrics import Metrics
 from modelhost.runtimes.base import Runtime, Tensors
 from modelhost.runtimes.pool import InstancePool
@@ -68,8 +67,8 @@ class ModelScheduler:
         self._pool = pool
         if metrics is not None:
             labels = (label.rsplit("/", 1)[0], label.rsplit("/", 1)[1])
-            self._waits: Histogram | None = metrics.queue_wait.labels(*labels)
-            self._batch_sizes: Histogram | None = metrics.batch_size.labels(*labels)
+            self._waits: HistogramChild | None = metrics.queue_wait.labels(*labels)
+            self._batch_sizes: HistogramChild | None = metrics.batch_size.labels(*labels)
         else:
             self._waits = self._batch_sizes = None
         self._label = label

@@ -11,9 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
+
+from modelhost.observability.loop_metrics import (
+    CounterChild,
+    HistogramChild,
+    LoopCounter,
+    LoopHistogram,
+)
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 LOAD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -26,27 +33,28 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         labels = ("model", "version", "endpoint", "status")
-        self.requests = Counter(
-            "modelhost_requests_total",
+        # The request path's own metrics update without a lock (see loop_metrics).
+        self.requests = LoopCounter(
+            "modelhost_requests",
             "Inference requests answered.",
             labels,
             registry=self.registry,
         )
-        self.request_duration = Histogram(
+        self.request_duration = LoopHistogram(
             "modelhost_request_duration_seconds",
             "Time from a request's arrival to its answer.",
             labels,
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.queue_wait = Histogram(
+        self.queue_wait = LoopHistogram(
             "modelhost_queue_wait_seconds",
             "Time a request waited in its model's queue before its batch ran.",
             ("model", "version"),
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.batch_size = Histogram(
+        self.batch_size = LoopHistogram(
             "modelhost_batch_size",
             "Requests run together in one model call.",
             ("model", "version"),
@@ -62,16 +70,13 @@ class Metrics:
             registry=self.registry,
         )
         ProcessCollector(registry=self.registry)  # process_resident_memory_bytes and friends
-        self._series: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
+        self._series: dict[tuple[str, str, str, int], tuple[CounterChild, HistogramChild]] = {}
 
     def request_series(
         self, model: str, version: str, endpoint: str, status: int
-    ) -> tuple[Counter, Histogram]:
-        """The request counter and latency histogram of one label set.
-
-        prometheus_client's ``labels()`` validates and takes a lock on every call; label sets
-        repeat, so each is looked up once.
-        """
+    ) -> tuple[CounterChild, HistogramChild]:
+        """The request counter and latency histogram of one label set (looked up once each:
+        the status arrives as an int, the labels want text)."""
         key = (model, version, endpoint, status)
         found = self._series.get(key)
         if found is None:

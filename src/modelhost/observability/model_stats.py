@@ -14,8 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import Histogram
-from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
 
 from modelhost.cache.model_cache import ModelCache
 from modelhost.catalog.model_catalog import ModelCatalog
@@ -54,11 +53,11 @@ class _Histogram:
         }
 
 
-def _samples(metric: MetricWrapperBase) -> list[tuple[str, dict[str, str], float]]:
+def _samples(metric: Collector) -> list[tuple[str, dict[str, str], float]]:
     return [(s.name, s.labels, s.value) for family in metric.collect() for s in family.samples]
 
 
-def _histograms(metric: Histogram, bounds: tuple[float, ...], **only: str) -> dict[Key, _Histogram]:
+def _histograms(metric: Collector, bounds: tuple[float, ...], **only: str) -> dict[Key, _Histogram]:
     found: dict[Key, _Histogram] = {}
     for name, labels, value in _samples(metric):
         if any(labels.get(k) != v for k, v in only.items()):

@@ -48,3 +48,31 @@ def test_the_store_tells_the_authenticator_what_changed(database_url: str) -> No
             await work(engine)
 
     asyncio.run(main())
+
+
+def test_a_verified_key_still_refuses_any_other_secret(database_url: str) -> None:
+    """After a key's secret was checked once (its hash), later requests compare with that
+    secret instead of hashing again: a different secret under the same key id, a prefix of it,
+    a longer one, or one that is not ASCII, must still be refused, every time."""
+
+    async def work(engine: AsyncEngine) -> None:
+        users = UserStore(engine)
+        authenticator = Authenticator(users, cache_seconds=3600)
+        ann = await users.create_user("ann", "user")
+        key_id, secret_hash, whole = new_key()
+        await users.add_key(ann, key_id=key_id, secret_hash=secret_hash)
+        good = f"Bearer {whole}"
+        assert (await authenticator.authenticate(good)).key_id == key_id
+        assert authenticator.authenticate_cached(good) is not None  # cached and verified now
+        for forged in (whole[:-1] + ("A" if whole[-1] != "A" else "B"), whole[:-1], whole + "x",
+                       whole[:-1] + "é"):  # fmt: skip
+            for _ in range(2):
+                with pytest.raises(Unauthorized, match="not valid"):
+                    authenticator.authenticate_cached(f"Bearer {forged}")
+        assert authenticator.authenticate_cached(good) is not None
+
+    async def main() -> None:
+        async with database(Settings(database_url=database_url)) as engine:
+            await work(engine)
+
+    asyncio.run(main())

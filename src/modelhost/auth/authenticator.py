@@ -9,6 +9,7 @@ from its cache at once; other replicas notice within ``cache_seconds``.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,11 +25,14 @@ from modelhost.errors import Unauthorized, Unavailable
 _MAX_CACHED = 100_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Cached:
     found: tuple[ApiKey, User] | None
     until: float
     principal: Principal | None  # built once per lookup, not per request
+    # The secret last seen to match the key's stored hash: the requests after it compare
+    # with it in constant time instead of hashing again (a SHA-256 a request, ~3 % of one).
+    verified: str | None = None
 
 
 class Authenticator:
@@ -124,8 +128,15 @@ def _presented(authorization: str | None) -> tuple[str, str]:
 
 def _admit(entry: _Cached, secret: str) -> Principal:
     """The principal of a looked-up key, if ``secret`` is its secret and the key may be used."""
-    if entry.found is None or not secret_matches(secret, entry.found[0].secret_hash):
+    if entry.found is None:
         raise Unauthorized("the API key is not valid")
+    verified = entry.verified
+    # compare_digest takes ASCII text only; a presented secret that is not ASCII is no match.
+    seen = verified is not None and secret.isascii() and hmac.compare_digest(secret, verified)
+    if not seen:
+        if not secret_matches(secret, entry.found[0].secret_hash):
+            raise Unauthorized("the API key is not valid")
+        entry.verified = secret
     key, user = entry.found
     if key.revoked_at is not None:
         raise Unauthorized("the API key has been revoked")

@@ -22,7 +22,8 @@ from modelhost.db.users import UserStore
 def principal_of(request: Request) -> Principal:
     """The caller, as the auth middleware found it. Where it found none (a public path, or a
     route mounted outside it), the caller is nobody and may do nothing: access fails closed."""
-    principal: Principal = getattr(request.state, "principal", NOBODY)
+    # Read from the scope's state itself: ``request.state`` wraps it in an object per request.
+    principal: Principal = request.scope.get("state", {}).get("principal", NOBODY)
     return principal
 
 

@@ -51,6 +51,7 @@ class ModelCatalog:
         self._serves = serves
         self._models: dict[str, dict[int, VersionRecord]] = {}
         self._aliases: dict[str, dict[str, int]] = {}
+        self._refs: dict[str, dict[int, ModelRef]] = {}
 
     def replace(
         self, models: dict[str, dict[int, VersionRecord]], aliases: dict[str, dict[str, int]]
@@ -60,6 +61,15 @@ class ModelCatalog:
             aliases = {name: rows for name, rows in aliases.items() if name in self._serves}
         self._models = models
         self._aliases = aliases
+        # Each servable version's ref, made once here rather than on every request.
+        self._refs = {
+            name: {
+                number: ModelRef(name, number, record.manifest)
+                for number, record in records.items()
+                if record.manifest is not None
+            }
+            for name, records in models.items()
+        }
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
         self._aliases = {**self._aliases, name: {**self._aliases.get(name, {}), alias: version}}
@@ -96,7 +106,7 @@ class ModelCatalog:
             raise Unavailable(
                 f"model {name!r} version {record.version} cannot be served: {record.error}"
             )
-        return ModelRef(name, record.version, record.manifest)
+        return self._refs[name][record.version]
 
     def _records(self, name: str) -> dict[int, VersionRecord]:
         records = self._models.get(name)

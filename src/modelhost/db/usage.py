@@ -15,7 +15,9 @@ from modelhost.db.tables import usage_records
 from modelhost.db.timestamps import as_utc
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, and one of these
+# is made for every request.
+@dataclass(slots=True)
 class UsageRecord:
     record_id: str
     user_id: int | None

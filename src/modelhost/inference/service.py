@@ -36,7 +36,7 @@ class QueueSnapshot:
     rejected: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InferenceOutcome:
     """A response and how it was served (for usage records and metrics)."""
 
@@ -86,12 +86,14 @@ class InferenceService:
         *,
         timeout: float | None = None,
         principal: Principal = NOBODY,
+        ref: ModelRef | None = None,
     ) -> InferenceOutcome:
         """Serve ``request`` for ``principal``; with no principal given, the caller is nobody
-        and may use no model (access fails closed)."""
+        and may use no model (access fails closed). ``ref``: the version the request's model
+        name and version resolved to just before (by :meth:`resolve`), not resolved again."""
         await self._quotas.acquire(principal)
         try:
-            return await self._serve(request, timeout, principal)
+            return await self._serve(request, timeout, principal, ref)
         finally:
             await self._quotas.release(principal)
 
@@ -122,10 +124,15 @@ class InferenceService:
             await self._quotas.release(principal)
 
     async def _serve(
-        self, request: InferenceRequest, timeout: float | None, principal: Principal
+        self,
+        request: InferenceRequest,
+        timeout: float | None,
+        principal: Principal,
+        ref: ModelRef | None = None,
     ) -> InferenceOutcome:
         principal.require_model(request.model_name)
-        ref = self._catalog.resolve(request.model_name, request.model_version)
+        if ref is None:
+            ref = self._catalog.resolve(request.model_name, request.model_version)
         # Everything about the request is checked before it can cause a load.
         manifest = ref.manifest
         inputs = check_inputs(request.inputs, manifest)

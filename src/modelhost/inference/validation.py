@@ -37,13 +37,17 @@ def check_declared(name: str, datatype: str, shape: tuple[int, ...], manifest: M
     spec = _spec(name, manifest)
     if datatype != spec.datatype:
         raise InvalidTensor(f"input {name!r} is {datatype}; the model takes {spec.datatype}")
-    fits = len(shape) == len(spec.shape) and all(
-        want in (-1, got) for want, got in zip(spec.shape, shape, strict=True)
-    )
+    wanted = spec.shape
+    fits = len(shape) == len(wanted)
+    if fits:
+        # A loop, not all(...) over a generator: this runs twice a request.
+        for want, got in zip(wanted, shape, strict=True):
+            if want != got and want != -1:
+                fits = False
+                break
     if not fits:
         raise InvalidTensor(
-            f"input {name!r} has shape {list(shape)}; the model takes {list(spec.shape)} "
-            "(-1: any size)"
+            f"input {name!r} has shape {list(shape)}; the model takes {list(wanted)} (-1: any size)"
         )
     if manifest.max_batch_size and shape and shape[0] > manifest.max_batch_size:
         raise InvalidTensor(

@@ -37,6 +37,7 @@ def routes(
             inference_request,
             timeout=request_timeout(request, inference_request.parameters),
             principal=principal,
+            ref=ref,
         )
         meter.version, meter.batch_size = outcome.ref.version, outcome.batch_size
         binary_default = inference_request.parameters.get("binary_data_output") is True

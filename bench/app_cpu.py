@@ -76,7 +76,7 @@ def prepare_environment(work: Path, models: Path) -> str:
             "MODELHOST_DATABASE_URL": harness.modelhost_database(work, "app"),
             "MODELHOST_USAGE_JOURNAL": str(work / "usage.journal"),
             "MODELHOST_AUTH": "enabled",
-            "MODELHOST_USAGE_RECORDS": "true",
+            "MODELHOST_USAGE_RECORDS": os.environ.get("MODELHOST_USAGE_RECORDS", "true"),
             "MODELHOST_LOG_LEVEL": "warning",
             "MODELHOST_CACHE_DIR": str(work / "cache"),
         }

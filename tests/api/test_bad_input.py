@@ -124,6 +124,9 @@ BAD_BODIES: dict[str, tuple[str, Any, str | None, str | None]] = {
     "ints-nested-1000-deep": (IDENT, nested("INT32", "1", 1000), IT, "IN_INT32"),
     "fp32-overflow": (ONNX, R(T(data=[1e300, 3.5, 1.4, 0.2])), IT, "out of range for FP32"),
     "fp16-overflow": (IDENT, shaped("FP16", [1, 1], [70000.0]), IT, "out of range for FP16"),
+    # Past 64 values the check runs in numpy, not over Python floats: both ways refuse.
+    "fp16-overflow-large": (IDENT, shaped("FP16", [1, 100], [[1.0] * 99 + [-70000.0]]), IT,
+                            "out of range for FP16"),
 }  # fmt: skip
 
 

@@ -8,6 +8,7 @@ with ``parameters.binary_data`` (or ``binary_data_output`` on the whole request)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -29,6 +30,8 @@ _BINARY_CONTENT = (b"content-type", BINARY_TYPE.encode())
 
 # Which JSON-inferred numpy kinds each datatype accepts: no silent float→int truncation.
 _ACCEPTED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
+# Up to this many elements, a tensor's values are checked as Python numbers (see _all_finite).
+_SMALL_TENSOR = 64
 _KIND_WORDS = {"b": "true/false", "i": "integers", "u": "integers", "f": "numbers"}
 
 
@@ -163,9 +166,16 @@ def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> n
     if target.kind == "f" and target.itemsize < array.dtype.itemsize:
         # JSON numbers are read as float64; one past FP32's (or FP16's) range would become
         # infinity, silently. JSON itself has no infinity, so any here is an overflow.
-        if not np.isfinite(converted).all():
+        if not _all_finite(converted):
             raise InvalidTensor(f"input {name!r}: a value is out of range for {datatype}")
     return converted
+
+
+def _all_finite(array: np.ndarray) -> bool:
+    if array.size <= _SMALL_TENSOR:
+        # A few values: Python floats check faster than numpy's two calls and their set-up.
+        return all(map(math.isfinite, array.ravel().tolist()))
+    return bool(np.isfinite(array).all())
 
 
 def _flatten(name: str, data: list[Any], depth: int) -> list[Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -45,18 +46,42 @@ class HistogramChild:
         self.sum += value
 
 
-class _Labelled(Collector):
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
+Child = TypeVar("Child", CounterChild, HistogramChild)
+
+
+class _Labelled(Collector, Generic[Child]):
+    """A family of children by label values, registered with ``registry``; registers itself
+    once its subclass has set up what :meth:`_new_child` needs."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        registry: CollectorRegistry,
+    ) -> None:
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
+        self._children: dict[tuple[str, ...], Child] = {}
+        registry.register(self)
 
-    def _check(self, values: tuple[str, ...]) -> None:
-        if len(values) != len(self.labelnames):
-            raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
+    def labels(self, *values: str) -> Child:
+        child = self._children.get(values)
+        if child is None:
+            if len(values) != len(self.labelnames):
+                raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
+            child = self._children[values] = self._new_child()
+        return child
+
+    def _new_child(self) -> Child:
+        raise NotImplementedError
+
+    def _snapshot(self) -> list[tuple[tuple[str, ...], Child]]:
+        return list(self._children.items())  # list(): one step under the GIL, any thread
 
 
-class LoopCounter(_Labelled):
+class LoopCounter(_Labelled[CounterChild]):
     """A counter family (``name`` without ``_total``), children by label values."""
 
     def __init__(
@@ -67,25 +92,19 @@ class LoopCounter(_Labelled):
         *,
         registry: CollectorRegistry,
     ) -> None:
-        super().__init__(name, documentation, labelnames)
-        self._children: dict[tuple[str, ...], CounterChild] = {}
-        registry.register(self)
+        super().__init__(name, documentation, labelnames, registry)
 
-    def labels(self, *values: str) -> CounterChild:
-        child = self._children.get(values)
-        if child is None:
-            self._check(values)
-            child = self._children[values] = CounterChild()
-        return child
+    def _new_child(self) -> CounterChild:
+        return CounterChild()
 
     def collect(self) -> list[Metric]:
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for values, child in list(self._children.items()):  # list(): one step under the GIL
+        for values, child in self._snapshot():
             family.add_metric(list(values), child.value)
         return [family]
 
 
-class LoopHistogram(_Labelled):
+class LoopHistogram(_Labelled[HistogramChild]):
     """A histogram family with fixed ``buckets``, children by label values."""
 
     def __init__(
@@ -97,23 +116,17 @@ class LoopHistogram(_Labelled):
         buckets: Sequence[float],
         registry: CollectorRegistry,
     ) -> None:
-        super().__init__(name, documentation, labelnames)
         self._bounds = tuple(float(bound) for bound in buckets)
         # The ``le`` labels as prometheus_client writes them ("0.005", "1.0", "+Inf").
         self._les = [floatToGoString(b) for b in (*self._bounds, float("inf"))]  # type: ignore[no-untyped-call]
-        self._children: dict[tuple[str, ...], HistogramChild] = {}
-        registry.register(self)
+        super().__init__(name, documentation, labelnames, registry)
 
-    def labels(self, *values: str) -> HistogramChild:
-        child = self._children.get(values)
-        if child is None:
-            self._check(values)
-            child = self._children[values] = HistogramChild(self._bounds)
-        return child
+    def _new_child(self) -> HistogramChild:
+        return HistogramChild(self._bounds)
 
     def collect(self) -> list[Metric]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for values, child in list(self._children.items()):
+        for values, child in self._snapshot():
             counts, total = list(child.buckets), child.sum
             cumulative, buckets = 0, []
             for le, count in zip(self._les, counts, strict=True):

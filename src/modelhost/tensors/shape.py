@@ -18,13 +18,16 @@ _INT64_MAX = 2**63 - 1
 
 def checked_shape(name: str, shape: object) -> tuple[int, ...]:
     """``shape`` as a tuple of dimensions, or a 400 naming what is wrong with it."""
-    if type(shape) is list and all(type(dim) is int for dim in shape):
+    if (
+        type(shape) is list
+        and len(shape) <= MAX_DIMENSIONS
+        and all(type(dim) is int for dim in shape)
+    ):
         # The common case (a JSON list of ints) without the Sequence ABC's isinstance, which
         # cost more than the rest of this check; anything else takes the long way below.
         dims = tuple(shape)
         if (
-            len(dims) <= MAX_DIMENSIONS
-            and min(dims, default=0) >= 0
+            min(dims, default=0) >= 0
             and max(dims, default=0) <= _INT64_MAX
             and element_count(dims) <= _INT64_MAX
         ):

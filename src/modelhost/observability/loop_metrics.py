@@ -13,6 +13,7 @@ The text a scrape writes is what prometheus_client's own types write (names, ``l
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from bisect import bisect_left
 from collections.abc import Sequence
 from typing import Generic, TypeVar
@@ -58,6 +59,7 @@ class _Labelled(Collector, Generic[Child]):
         name: str,
         documentation: str,
         labelnames: Sequence[str],
+        *,
         registry: CollectorRegistry,
     ) -> None:
         self.name = name
@@ -74,8 +76,8 @@ class _Labelled(Collector, Generic[Child]):
             child = self._children[values] = self._new_child()
         return child
 
-    def _new_child(self) -> Child:
-        raise NotImplementedError
+    @abstractmethod
+    def _new_child(self) -> Child: ...
 
     def _snapshot(self) -> list[tuple[tuple[str, ...], Child]]:
         return list(self._children.items())  # list(): one step under the GIL, any thread
@@ -83,16 +85,6 @@ class _Labelled(Collector, Generic[Child]):
 
 class LoopCounter(_Labelled[CounterChild]):
     """A counter family (``name`` without ``_total``), children by label values."""
-
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        labelnames: Sequence[str],
-        *,
-        registry: CollectorRegistry,
-    ) -> None:
-        super().__init__(name, documentation, labelnames, registry)
 
     def _new_child(self) -> CounterChild:
         return CounterChild()
@@ -119,7 +111,7 @@ class LoopHistogram(_Labelled[HistogramChild]):
         self._bounds = tuple(float(bound) for bound in buckets)
         # The ``le`` labels as prometheus_client writes them ("0.005", "1.0", "+Inf").
         self._les = [floatToGoString(b) for b in (*self._bounds, float("inf"))]  # type: ignore[no-untyped-call]
-        super().__init__(name, documentation, labelnames, registry)
+        super().__init__(name, documentation, labelnames, registry=registry)
 
     def _new_child(self) -> HistogramChild:
         return HistogramChild(self._bounds)

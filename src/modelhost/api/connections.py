@@ -18,6 +18,8 @@ httptools one with a :class:`ConnectionGuard` beside it:
   reading it) ends the connection; the route sees the client gone (499).
 - **Idle keep-alive** connections close after uvicorn's ``timeout_keep_alive``.
 
+Each response's head leaves with its body in one write (:mod:`modelhost.api.head_holding`).
+
 The common case costs no timer: headers that arrive in one read never arm one. And a connection
 that has sent nothing yet is only the guard's entry and its header timer: uvicorn's protocol is
 set up on the first byte.
@@ -35,6 +37,8 @@ from typing import Any
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
+
+from modelhost.api.head_holding import HeadHoldingTransport
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +208,12 @@ class GuardedProtocol(HttpToolsProtocol):
         self._reading_headers = False
         self._cancel_timer()
         self.guard.busy(self)
+        previous = self.cycle
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not previous:  # a request's new cycle (not an upgrade); its task waits
+            # The cycle calls only write, close and is_closing on its transport.
+            cycle.transport = HeadHoldingTransport(self.transport, cycle)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

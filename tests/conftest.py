@@ -8,6 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e.test_kserve_client import EARLY as KSERVE_EARLY
+from tests.support import early
 from tests.support.databases import (
     create_postgres_database,
     drop_postgres_database,
@@ -16,6 +18,16 @@ from tests.support.databases import (
 )
 from tests.support.models import write_demo_models, write_failing_model, write_identity_model
 from tests.support.server import ServerProcess
+from tests.test_quickstart import EARLY as QUICKSTART_EARLY
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Slow set-up for tests that run late starts now, in the background (tests.support.early)."""
+    early.start_for(session.items, {**QUICKSTART_EARLY, **KSERVE_EARLY})
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    early.stop_all()
 
 
 @pytest.fixture(scope="session")

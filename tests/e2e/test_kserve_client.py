@@ -1,8 +1,5 @@
-"""The KServe SDK's REST client works against modelhost unchanged.
-
-The SDK pins versions that clash with this project's (psutil, protobuf), so it lives in a
-virtualenv of its own, made once (about a minute) and reused: .venv-kserve at the repo root.
-"""
+"""The KServe SDK's REST client works against modelhost unchanged (the SDK in a virtualenv of its
+own: :mod:`tests.e2e.kserve_venv`)."""
 
 from __future__ import annotations
 
@@ -14,23 +11,19 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from tests.e2e.kserve_venv import ROOT, kserve_python
+from tests.support import early
 from tests.support.server import ServerProcess
 
-ROOT = Path(__file__).resolve().parents[2]
-KSERVE_VENV = ROOT / ".venv-kserve"
-KSERVE = "kserve==0.21.0"
+TEST = "tests/e2e/test_kserve_client.py::test_kserve_rest_client"
 
 
-def kserve_python() -> Path:
-    python = KSERVE_VENV / "bin" / "python"
-    marker = KSERVE_VENV / f".installed-{KSERVE}"
-    if not marker.exists():
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(KSERVE_VENV)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", KSERVE], check=True, timeout=900
-        )
-        marker.write_text("")
-    return python
+def make_kserve_venv() -> early.SetUp:
+    log = early.scratch() / "kserve-venv.log"
+    return early.SetUp([sys.executable, "-m", "tests.e2e.kserve_venv"], cwd=ROOT, log=log)
+
+
+EARLY = {TEST: make_kserve_venv}
 
 
 def test_kserve_rest_client(server: ServerProcess) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -37,13 +36,11 @@ class SetUp:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self._lock = threading.Lock()
 
     def wait(self, timeout: float) -> tuple[int, str]:
-        with self._lock:
-            code = self._process.wait(timeout)
-            self._output.close()
-            return code, self.log.read_text(errors="replace")
+        code = self._process.wait(timeout)
+        self._output.close()
+        return code, self.log.read_text(errors="replace")
 
     def stop(self) -> None:
         if self._process.poll() is None:

@@ -294,6 +294,9 @@ def run(
                     "p50_ms": {t.name: t.median_p50 for t in targets},
                     "p99_ms": {t.name: t.median_p99 for t in targets},
                     "cpu_us_per_request": {t.name: t.cpu_us_per_request for t in targets},
+                    "main_thread_us_per_request": {
+                        t.name: t.main_thread_us_per_request for t in targets
+                    },
                     "mean_batch_size": mean_batch,
                     "model_us_per_sentence": {str(k): v for k, v in model_us.items()},
                     "ratios": ratios,
@@ -446,6 +449,16 @@ def report(
             f"the rest {target.cpu_us_per_request - cpu_us:.0f}; p50 {target.median_p50:.1f} ms,"
             f" p99 {target.median_p99:.1f} ms"
         )
+        if name.startswith("modelhost"):
+            # modelhost runs the model on other threads than the event loop's (the main
+            # thread): what they spend beyond the model alone is the part of the rest that the
+            # HTTP and request path do not explain.
+            main_us = target.main_thread_us_per_request
+            others_us = target.cpu_us_per_request - main_us
+            print(
+                f"  {name}: the event loop's thread {main_us:.0f} us a request, the other "
+                f"threads {others_us:.0f} ({others_us - cpu_us:+.0f} beside the model alone)"
+            )
     if "mlserver-batched" in by_name and "torch" in model_costs:
         torch_us = model_costs["torch"][connections][0]
         bound = by_name["mlserver-batched"].cpu_us_per_request / torch_us

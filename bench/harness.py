@@ -372,6 +372,17 @@ def process_stats(pid: int) -> tuple[float, float, int]:
     return cpu, system, switches
 
 
+def main_thread_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid``'s main thread alone: the event loop's, in every
+    server measured here (Python's asyncio servers run their loop on the main thread; model
+    calls, usage writers and the like run on others)."""
+    try:
+        fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def wait_until_idle(
     pids: Iterable[int], *, window_s: float = 0.25, busy: float = 0.05, timeout_s: float = 60.0
 ) -> float:
@@ -440,6 +451,7 @@ class Target:
     wall_seconds: float = 0.0
     cpu_seconds: float = 0.0
     system_seconds: float = 0.0
+    main_thread_seconds: float = 0.0  # of cpu_seconds, the main thread's (the event loop's)
     context_switches: int = 0
     cpu_bound: bool = True  # False: the server waits by design (a batching timer), don't warn
     note: str = ""
@@ -463,6 +475,10 @@ class Target:
     @property
     def cpu_us_per_request(self) -> float:
         return 1e6 * self.cpu_seconds / max(self.requests, 1)
+
+    @property
+    def main_thread_us_per_request(self) -> float:
+        return 1e6 * self.main_thread_seconds / max(self.requests, 1)
 
     @property
     def failed(self) -> bool:
@@ -538,10 +554,12 @@ def measured(target: Target, load: Callable[[], WrkResult]) -> WrkResult:
     """``load()`` (one run of a load generator against ``target``), with the server's CPU time
     over it added to the target."""
     cpu_before, system_before, switches_before = process_stats(target.pid)
+    main_before = main_thread_cpu(target.pid)
     started = time.monotonic()
     result = load()
     elapsed = time.monotonic() - started
     cpu_after, system_after, switches_after = process_stats(target.pid)
+    target.main_thread_seconds += main_thread_cpu(target.pid) - main_before
     result.server_cpu = (cpu_after - cpu_before) / elapsed
     target.cpu_seconds += cpu_after - cpu_before
     target.system_seconds += system_after - system_before
@@ -618,7 +636,8 @@ def report_rounds(targets: list[Target], rounds: int, server_core: int, client_c
         print(
             f"{target.name}: server CPU {100 * target.cpu_seconds / target.wall_seconds:.0f}% "
             f"of its core ({100 * target.system_seconds / max(target.cpu_seconds, 1e-9):.0f}% "
-            f"of it in the kernel), {target.cpu_us_per_request:.0f} us CPU and "
+            f"of it in the kernel), {target.cpu_us_per_request:.0f} us CPU "
+            f"({target.main_thread_us_per_request:.0f} of it on the main thread) and "
             f"{target.context_switches / max(target.requests, 1):.1f} context switches per "
             "request"
         )

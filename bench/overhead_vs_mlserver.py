@@ -264,6 +264,9 @@ def run(
                     "targets": {t.name: [vars(r) for r in t.results] for t in targets},
                     "median_rps": {t.name: t.median_rps for t in targets},
                     "cpu_us_per_request": {t.name: t.cpu_us_per_request for t in targets},
+                    "main_thread_us_per_request": {
+                        t.name: t.main_thread_us_per_request for t in targets
+                    },
                     "ratios": ratios,
                 },
                 indent=2,

@@ -8,9 +8,9 @@ over rounds so machine noise hits them alike. The pieces here:
   Ctrl-C or SIGTERM), :func:`start_modelhost`, :func:`start_mlserver` (MLServer 1.7.1 from its
   own virtualenv, ``bench/.venv-mlserver``), :func:`wait_ready`;
 * load: :func:`run_wrk` / :func:`parse_wrk`, :func:`run_rounds` (rounds over :class:`Target`\\ s,
-  with the server's CPU time per round from /proc);
+  with the server's CPU time per round from /proc, its main thread's apart);
 * the machine: :func:`machine_info`, :func:`load_average`, :func:`process_stats`,
-  :func:`rss_bytes`; :func:`use_commit` to benchmark another revision;
+  :func:`main_thread_cpu`, :func:`rss_bytes`; :func:`use_commit` to benchmark another revision;
 * reports: :func:`print_table`, and :func:`profile` (py-spy hot spots of a server under load).
 """
 

@@ -19,17 +19,16 @@ list of distinct sentences (``SENTENCES``); every server pinned to the server co
 
 Before the rounds, each server's embedding of a few sentences is compared with the others'
 (cosine similarity), so all do the same work. Printed: req/s per round and median, p50/p99
-latency (wrk), CPU per request (and of it the event loop's thread), modelhost's mean batch
-size (from its /metrics), and the ratios modelhost / MLServer (goal >= 1.5), modelhost / the
+latency (wrk), CPU per request (and of it the event loop's thread), modelhost's mean batch size
+(from its /metrics), and the ratios modelhost / MLServer (goal >= 1.5), modelhost / the
 in-process ceiling (goal >= 0.95): the same runtime's ``predict`` called in a loop in this
 process, pinned to the server core, at 1 or ``--connections`` sentences a call, whichever is
-nearer modelhost's mean batch size (sentences
-per second of wall time, and of CPU time; measured after every round, the median taken, on the
-batches the servers get: see ``model_cost``), and batched / unbatched beside what batching
-saves the model alone. The goal batched / unbatched >= 3 was set on the torch runtime
-(``--only modelhost-torch-batched --only modelhost-torch-unbatched``): ONNX Runtime's forward
-pass of one sentence costs less than twice its share of a batch of 64, so on it no server can
-gain 3x from batching.
+nearer modelhost's mean batch size (sentences per second of wall time, and of CPU time;
+measured after every round, the median taken, on the batches the servers get: see
+``model_cost``), and batched / unbatched beside what batching saves the model alone. The goal
+batched / unbatched >= 3 was set on the torch runtime (``--only modelhost-torch-batched --only
+modelhost-torch-unbatched``): ONNX Runtime's forward pass of one sentence costs less than twice
+its share of a batch of 64, so on it no server can gain 3x from batching.
 
     bench/batching.sh [--rounds 3] [--seconds 10] [--connections 64] [--only NAME ...]
                       [--profile FILE] [--json FILE]

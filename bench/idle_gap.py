@@ -7,15 +7,15 @@ in a worker thread (``MODELHOST_INLINE_PREDICT_MS=0``):
 
 * ``none``: returns at once;
 * ``sleep1`` and ``sleep8``: sleep 1 or 8 ms (no CPU, nothing evicted: the core idles);
-* ``stream``: sums a 96 MB array (~8 ms of CPU with the GIL released, the caches evicted).
+* ``stream``: sums a 96 MB array (5-8 ms of CPU with the GIL released, the caches evicted).
 
 wrk (``-t1 -c64``, on the client core) loads each in turn, rotating the order each round. Per
 model: req/s and the CPU a request, split into the main thread's (the event loop: parsing,
-routing, auth, metering, JSON, the send) and the other threads' (the model call). The event
-loop's work is the same request after request; only what the core did between requests
-differs. Issue 13's P2 found the loop's thread spending 4-5x as much a request unbatched as
-batched; this bench tells apart the two explanations (the model evicting the caches, or any
-pause).
+routing, metering, JSON, the send) and the other threads' (the model call, the usage writer).
+The event loop's work is the same request after request; only what the core did between
+requests differs. Issue 13's P2 found the loop's thread spending 4-5x as much a request
+unbatched as batched; this bench tells apart the two explanations (the model evicting the
+caches, or any pause).
 
     .venv/bin/python bench/idle_gap.py [--rounds 2] [--seconds 8]
 """

@@ -27,7 +27,9 @@ thread), ``starlette-hello`` (a bare JSON endpoint, no model), and the floors of
 ``bench/http_floor.py``: ``uvicorn-floor`` (a bare ASGI app on uvicorn, configured like
 ``modelhost serve``: what uvicorn alone costs a request) and ``httptools-floor`` (a minimal
 asyncio protocol on httptools with one write per answer: the least a Python server on this
-loop and parser could spend).
+loop and parser could spend); ``modelhost-lean-http`` (``bench/lean_asgi.py``: modelhost's own
+application, batched, every feature on, behind a minimal ASGI driver on httptools: beside
+``modelhost`` it bounds what a native HTTP front end could save).
 
 Printed ratios and goals: modelhost unbatched / MLServer unbatched (>= 1.5) and / the ceiling
 (>= 0.75); modelhost batched / MLServer batched (>= 4). A CPU-time ratio (CPU seconds per
@@ -58,6 +60,7 @@ CEILING_GOAL = 0.75
 # One row in, the label out: the same request to every server.
 BODY = {**INFER_BODY, "outputs": [{"name": "label"}]}
 MLSERVER_BODY = {**INFER_BODY, "outputs": [{"name": "predict"}]}
+BATCHED_TARGETS = ("modelhost", "modelhost-nousage", "modelhost-lean-http", "mlserver-batched")
 DEFAULT_VARIANTS = ("ceiling", "mlserver", "modelhost-nobatch", "mlserver-batched", "modelhost")
 VARIANTS = (
     *DEFAULT_VARIANTS,
@@ -67,6 +70,7 @@ VARIANTS = (
     "starlette-hello",
     "uvicorn-floor",
     "httptools-floor",
+    "modelhost-lean-http",
 )
 
 
@@ -143,6 +147,30 @@ def start_model_ceiling(
     )  # fmt: skip
 
 
+def start_lean_http(
+    name: str, repository: Path, work: Path, processes: list[subprocess.Popen[bytes]], core: int
+) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
+    """``bench/lean_asgi.py`` on the batched repository, with ``modelhost``'s settings (auth
+    on with a real key, usage records on): its process, infer URL and request headers."""
+    headers = {"Authorization": f"Bearer {harness.create_api_key(work, name)}"}
+    port = harness.free_port()
+    process = harness.start(
+        ["taskset", "-c", str(core), sys.executable, str(harness.BENCH_DIR / "lean_asgi.py"),
+         str(port)],
+        work / f"{name}.log",
+        processes,
+        env={
+            **harness.MODELHOST_BENCH_ENV,
+            "MODELHOST_AUTH": "enabled",
+            "MODELHOST_USAGE_RECORDS": "true",
+            "MODELHOST_MODEL_REPOSITORY": str(repository),
+            "MODELHOST_DATABASE_URL": harness.modelhost_database(work, name),
+            "MODELHOST_USAGE_JOURNAL": str(work / f"{name}-usage.journal"),
+        },
+    )  # fmt: skip
+    return process, f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", headers
+
+
 def run(
     args: argparse.Namespace,
     work: Path,
@@ -169,7 +197,11 @@ def run(
     # name → (process, url, body, wrk script, request headers)
     started: dict[str, tuple[subprocess.Popen[bytes], str, str, Path, dict[str, str]]] = {}
     for name in args.only:
-        if name.startswith("modelhost"):
+        if name == "modelhost-lean-http":
+            process, url, headers = start_lean_http(name, repository, work, processes, core)
+            script = harness.post_script(work / f"{name}.lua", body, headers)
+            started[name] = (process, url, body, script, headers)
+        elif name.startswith("modelhost"):
             models = unbatched if "nobatch" in name else repository
             env = {
                 "MODELHOST_AUTH": "enabled",
@@ -229,7 +261,7 @@ def run(
             outputs = {output["name"]: output["data"] for output in answer["outputs"]}
             print(f"warm-up: {name} answered {outputs}")
         # Batching servers wait on their timers by design: not expected to fill their core.
-        batched = name in ("modelhost", "modelhost-nousage", "mlserver-batched")
+        batched = name in BATCHED_TARGETS
         targets.append(Target(name, url, process.pid, request_script, cpu_bound=not batched))
     print(f"servers on core {core}, wrk on core {args.client_core}; load {harness.load_average()}")
     print()
@@ -307,6 +339,9 @@ def report(targets: list[Target]) -> dict[str, Any]:
     compare("predict inline / in threads (unbatched)", "modelhost-nobatch",
             "modelhost-nobatch-threads")  # fmt: skip
     compare("usage records off / on (batched)", "modelhost-nousage", "modelhost")
+    # The bound on a native HTTP front end: the same application, uvicorn replaced.
+    compare("lean front end / uvicorn (batched)", "modelhost-lean-http", "modelhost")
+    compare("lean front end / mlserver batched", "modelhost-lean-http", "mlserver-batched")
     compare("usage records off / on (unbatched)", "modelhost-nobatch-nousage", "modelhost-nobatch")
     for on, off in (
         ("modelhost", "modelhost-nousage"),

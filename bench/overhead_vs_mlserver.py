@@ -339,10 +339,10 @@ def report(targets: list[Target]) -> dict[str, Any]:
     compare("predict inline / in threads (unbatched)", "modelhost-nobatch",
             "modelhost-nobatch-threads")  # fmt: skip
     compare("usage records off / on (batched)", "modelhost-nousage", "modelhost")
+    compare("usage records off / on (unbatched)", "modelhost-nobatch-nousage", "modelhost-nobatch")
     # The bound on a native HTTP front end: the same application, uvicorn replaced.
     compare("lean front end / uvicorn (batched)", "modelhost-lean-http", "modelhost")
     compare("lean front end / mlserver batched", "modelhost-lean-http", "mlserver-batched")
-    compare("usage records off / on (unbatched)", "modelhost-nobatch-nousage", "modelhost-nobatch")
     for on, off in (
         ("modelhost", "modelhost-nousage"),
         ("modelhost-nobatch", "modelhost-nobatch-nousage"),

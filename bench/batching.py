@@ -15,7 +15,10 @@ list of distinct sentences (``SENTENCES``); every server pinned to the server co
 * ``mlserver-batched``: MLServer 1.7.1 (``bench/.venv-mlserver``) with the custom runtime in
   ``bench/mlserver_minilm/`` (the same tokenizer, model, mean pooling and normalization), adaptive
   batching ``max_batch_size: 64``, ``max_batch_time: 0.005``, ``parallel_workers: 0``;
-* ``mlserver-unbatched`` (only with ``--only mlserver-unbatched``): the same without batching.
+* ``mlserver-unbatched`` (only with ``--only mlserver-unbatched``): the same without batching;
+* ``modelhost-lean-batched`` (only with ``--only``): ``modelhost-batched``'s application and
+  settings behind ``bench/lean_asgi.py``'s minimal front end instead of uvicorn's: how near the
+  ceiling a front end of our own could bring the batched path at most.
 
 Before the rounds, each server's embedding of a few sentences is compared with the others'
 (cosine similarity), so all do the same work. Printed: req/s per round and median, p50/p99
@@ -62,6 +65,7 @@ VARIANTS = (
     "modelhost-torch-batched",
     "mlserver-unbatched",
     "modelhost-torch-unbatched",
+    "modelhost-lean-batched",
 )
 DEFAULT_VARIANTS = VARIANTS[:3]
 
@@ -185,12 +189,15 @@ def run(
     )
     folders = {"modelhost-batched": repository, "modelhost-unbatched": unbatched,
                "modelhost-torch-batched": on_torch,
-               "modelhost-torch-unbatched": on_torch_unbatched}  # fmt: skip
+               "modelhost-torch-unbatched": on_torch_unbatched,
+               "modelhost-lean-batched": repository}  # fmt: skip
     core = args.server_core
     started: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
     for name in args.only:
         if name.startswith("modelhost"):
-            started[name] = harness.start_modelhost(name, folders[name], work, processes, core=core)
+            started[name] = harness.start_modelhost(
+                name, folders[name], work, processes, core=core, lean="-lean-" in name
+            )
         else:
             folder = mlserver_repository(work, name, batched=name == "mlserver-batched")
             started[name] = harness.start_mlserver(name, folder, work, processes, core=core)
@@ -409,6 +416,7 @@ def report(
     compare("modelhost torch batched / mlserver batched", "modelhost-torch-batched",
             "mlserver-batched")  # fmt: skip
     compare("modelhost onnx / torch, batched", "modelhost-batched", "modelhost-torch-batched")
+    compare("lean front end / uvicorn, batched", "modelhost-lean-batched", "modelhost-batched")
     compare("mlserver batched / unbatched", "mlserver-batched", "mlserver-unbatched")
     compare("modelhost unbatched / mlserver unbatched", "modelhost-unbatched",
             "mlserver-unbatched")  # fmt: skip

@@ -156,19 +156,27 @@ def start_modelhost(
     *,
     core: int,
     env: dict[str, str] | None = None,
+    lean: bool = False,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """``modelhost serve`` on ``models``, pinned to ``core``; returns the process and base URL.
 
     Auth off, log level warning, its own SQLite database and usage journal under ``work``.
+    ``lean``: the same application and settings behind ``bench/lean_asgi.py``'s minimal front
+    end instead of uvicorn's (what a native front end could save at most).
     """
     port = free_port()
+    if lean:
+        command = [sys.executable, str(BENCH_DIR / "lean_asgi.py"), str(port)]
+    else:
+        command = [str(modelhost_executable()), "serve", "--model-repository", str(models),
+                   "--port", str(port), "--log-level", "warning"]  # fmt: skip
     process = start(
-        ["taskset", "-c", str(core), str(modelhost_executable()), "serve",
-         "--model-repository", str(models), "--port", str(port), "--log-level", "warning"],
+        ["taskset", "-c", str(core), *command],
         work / f"{name}.log",
         processes,
         env={
             **MODELHOST_BENCH_ENV,
+            "MODELHOST_MODEL_REPOSITORY": str(models),
             "MODELHOST_DATABASE_URL": modelhost_database(work, name),
             "MODELHOST_USAGE_JOURNAL": str(work / f"{name}-usage.journal"),
             **(env or {}),

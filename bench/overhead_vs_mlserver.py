@@ -147,30 +147,6 @@ def start_model_ceiling(
     )  # fmt: skip
 
 
-def start_lean_http(
-    name: str, repository: Path, work: Path, processes: list[subprocess.Popen[bytes]], core: int
-) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
-    """``bench/lean_asgi.py`` on the batched repository, with ``modelhost``'s settings (auth
-    on with a real key, usage records on): its process, infer URL and request headers."""
-    headers = {"Authorization": f"Bearer {harness.create_api_key(work, name)}"}
-    port = harness.free_port()
-    process = harness.start(
-        ["taskset", "-c", str(core), sys.executable, str(harness.BENCH_DIR / "lean_asgi.py"),
-         str(port)],
-        work / f"{name}.log",
-        processes,
-        env={
-            **harness.MODELHOST_BENCH_ENV,
-            "MODELHOST_AUTH": "enabled",
-            "MODELHOST_USAGE_RECORDS": "true",
-            "MODELHOST_MODEL_REPOSITORY": str(repository),
-            "MODELHOST_DATABASE_URL": harness.modelhost_database(work, name),
-            "MODELHOST_USAGE_JOURNAL": str(work / f"{name}-usage.journal"),
-        },
-    )  # fmt: skip
-    return process, f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", headers
-
-
 def run(
     args: argparse.Namespace,
     work: Path,
@@ -197,11 +173,7 @@ def run(
     # name → (process, url, body, wrk script, request headers)
     started: dict[str, tuple[subprocess.Popen[bytes], str, str, Path, dict[str, str]]] = {}
     for name in args.only:
-        if name == "modelhost-lean-http":
-            process, url, headers = start_lean_http(name, repository, work, processes, core)
-            script = harness.post_script(work / f"{name}.lua", body, headers)
-            started[name] = (process, url, body, script, headers)
-        elif name.startswith("modelhost"):
+        if name.startswith("modelhost"):
             models = unbatched if "nobatch" in name else repository
             env = {
                 "MODELHOST_AUTH": "enabled",
@@ -211,7 +183,7 @@ def run(
                 env["MODELHOST_INLINE_PREDICT_MS"] = "0"  # every predict in a worker thread
             headers = {"Authorization": f"Bearer {harness.create_api_key(work, name)}"}
             process, base = harness.start_modelhost(
-                name, models, work, processes, core=core, env=env
+                name, models, work, processes, core=core, env=env, lean=name.endswith("-lean-http")
             )
             script = harness.post_script(work / f"{name}.lua", body, headers)
             started[name] = (process, f"{base}/v2/models/{MODEL}/infer", body, script, headers)

@@ -103,11 +103,7 @@ def main() -> int:
             script = harness.post_script(work / f"{name}.lua", BODY)
             targets.append(Target(name, target_url, process.pid, script))
         wrk = harness.wrk_command(args.client_core, 1, 64)
-        for number in range(args.rounds):
-            shift = number % len(targets)
-            for target in targets[shift:] + targets[:shift]:
-                result = harness.measure(wrk, target, args.seconds)
-                print(f"round {number + 1} {target.name:7} {result.requests_per_second:6.0f} req/s")
+        harness.run_rounds(wrk, targets, rounds=args.rounds, seconds=args.seconds, warmup_seconds=0)
         print()
         harness.print_table(
             ["model", "median req/s", "µs CPU / req", "the event loop's thread", "other threads"],

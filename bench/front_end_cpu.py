@@ -29,7 +29,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from lean_asgi import LeanProtocol
-from modelhost.api.connections import ConnectionGuard, guarded_protocol
+from modelhost.api.connections import ConnectionGuard
+from modelhost.api.http_connection import http_protocol
 from overhead_vs_mlserver import BODY, MODEL
 
 ANSWER = (
@@ -115,7 +116,7 @@ async def run(args: argparse.Namespace) -> None:
     )  # fmt: skip
     config.load()
     state = ServerState()
-    guarded = guarded_protocol(ConnectionGuard(cap=1000, header_timeout=10.0, body_timeout=10.0))
+    guarded = http_protocol(ConnectionGuard(cap=1000, header_timeout=10.0, body_timeout=10.0))
     front_ends: dict[str, Callable[[], asyncio.Protocol]] = {
         "uvicorn": lambda: HttpToolsProtocol(config, state, {}),
         "modelhost": lambda: guarded(config, state, {}),

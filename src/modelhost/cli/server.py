@@ -1,5 +1,8 @@
 """Running the server under uvicorn, with a graceful shutdown on SIGTERM.
 
+uvicorn runs the sockets, signals and lifespan; each connection is modelhost's own
+(:mod:`modelhost.api.http_connection`).
+
 On the first SIGTERM (or Ctrl-C) readiness turns false and new requests get 503 at once; the
 requests in flight get up to ``shutdown_grace_seconds`` to finish; then uvicorn stops, and the
 app's shutdown flushes the usage writer and unloads the models. A second signal stops at once.
@@ -13,8 +16,9 @@ from types import FrameType
 
 import uvicorn
 
-from modelhost.api.connections import ConnectionGuard, guarded_protocol
+from modelhost.api.connections import ConnectionGuard
 from modelhost.api.descriptors import connection_cap, raise_descriptor_limit
+from modelhost.api.http_connection import http_protocol
 from modelhost.app import create_app
 from modelhost.lifecycle import Lifecycle
 from modelhost.observability.logging import configure_logging
@@ -71,7 +75,7 @@ def run_server(settings: Settings) -> None:
         proxy_headers=False,
         server_header=False,  # says nothing a client needs, and costs a header on every answer
         loop="uvloop",
-        http=guarded_protocol(guard),
+        http=http_protocol(guard),  # modelhost's own HTTP/1.1 connection
         timeout_keep_alive=settings.keep_alive_seconds,
         # Connections wait here only while the loop is busy; the guard admits them fast.
         backlog=4096,

@@ -17,8 +17,8 @@ list of distinct sentences (``SENTENCES``); every server pinned to the server co
   batching ``max_batch_size: 64``, ``max_batch_time: 0.005``, ``parallel_workers: 0``;
 * ``mlserver-unbatched`` (only with ``--only mlserver-unbatched``): the same without batching;
 * ``modelhost-lean-batched`` (only with ``--only``): ``modelhost-batched``'s application and
-  settings behind ``bench/lean_asgi.py``'s minimal front end instead of uvicorn's: how near the
-  ceiling a front end of our own could bring the batched path at most.
+  settings behind ``bench/lean_asgi.py``'s minimal front end instead of modelhost's own: how near
+  the ceiling a leaner front end could bring the batched path at most.
 
 Before the rounds, each server's embedding of a few sentences is compared with the others'
 (cosine similarity), so all do the same work. Printed: req/s per round and median, p50/p99
@@ -416,7 +416,7 @@ def report(
     compare("modelhost torch batched / mlserver batched", "modelhost-torch-batched",
             "mlserver-batched")  # fmt: skip
     compare("modelhost onnx / torch, batched", "modelhost-batched", "modelhost-torch-batched")
-    compare("lean front end / uvicorn, batched", "modelhost-lean-batched", "modelhost-batched")
+    compare("lean front end / modelhost's, batched", "modelhost-lean-batched", "modelhost-batched")
     compare("mlserver batched / unbatched", "mlserver-batched", "mlserver-unbatched")
     compare("modelhost unbatched / mlserver unbatched", "modelhost-unbatched",
             "mlserver-unbatched")  # fmt: skip

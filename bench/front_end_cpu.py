@@ -1,5 +1,5 @@
 """What the HTTP front end alone costs a request, in-process: uvicorn's protocol, modelhost's
-(uvicorn's with the connection guard and head holding) and the leanest driver
+own (``modelhost.api.http_connection``, with the connection guard) and the leanest driver
 (``bench/lean_asgi.py``), each fed P1's request bytes on one keep-alive connection.
 
 ``bench/overhead_vs_mlserver.py``'s targets ``modelhost`` and ``modelhost-lean-http`` compare
@@ -7,8 +7,8 @@ the two front ends over real HTTP, where the kernel, wrk and batching move the f
 between runs. This bench takes all of that out: no socket (a transport object that keeps what
 is written), a bare ASGI application that reads the body and answers modelhost's iris answer
 with modelhost's headers, and requests sent back to back. The difference between ``modelhost``
-and ``lean`` is the CPU a native front end could save a request at most; the lean driver has
-no flow control, timeouts or connection cap to pay for.
+and ``lean`` is the CPU a leaner front end could still save a request at most; the lean driver
+has no flow control, timeouts or connection cap to pay for.
 
     .venv/bin/python bench/front_end_cpu.py [--requests 20000] [--rounds 5]
 """
@@ -134,7 +134,7 @@ async def run(args: argparse.Namespace) -> None:
         print(f"round {round_number}: " + ", ".join(line) + " us CPU a request")
     print("best: " + ", ".join(f"{name} {us * 1e6:.1f}" for name, us in best.items()) + " us")
     saved = best["modelhost"] - best["lean"]
-    print(f"a native front end could save at most {saved * 1e6:.1f} us CPU a request")
+    print(f"a leaner front end could save at most {saved * 1e6:.1f} us CPU a request")
 
 
 def main() -> int:

@@ -162,7 +162,7 @@ def start_modelhost(
 
     Auth off, log level warning, its own SQLite database and usage journal under ``work``.
     ``lean``: the same application and settings behind ``bench/lean_asgi.py``'s minimal front
-    end instead of uvicorn's (what a native front end could save at most).
+    end instead of modelhost's own (what a leaner front end could save at most).
     """
     port = free_port()
     if lean:

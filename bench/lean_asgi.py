@@ -1,15 +1,16 @@
 """modelhost's own application behind the leanest ASGI driver: how much a native HTTP front end
 could save at most, for ``bench/overhead_vs_mlserver.py``'s target ``modelhost-lean-http``.
 
-``modelhost serve`` runs its application under uvicorn's httptools protocol (with modelhost's
-connection guard and head holding). This script runs the *same* application (``create_app``,
+``modelhost serve`` runs its application under its own HTTP/1.1 connection
+(``modelhost.api.http_connection``: flow control, timeouts, the connection cap, pipelining,
+100 Continue, chunked bodies). This script runs the *same* application (``create_app``,
 the settings from the same environment: auth, usage records and metrics on as the bench sets
 them) under an asyncio protocol on uvloop that feeds httptools and, for each request, builds
 the ASGI scope, hands over the body in one message, and writes the answer's head and body in
 one write. It does nothing else: no flow control, no timeouts, no pipelining order, no 100
 Continue, no chunked answers. Not a server anyone should run; the least any front end on
 uvloop and httptools could spend before the application, so ``modelhost`` against
-``modelhost-lean-http`` in one run bounds what replacing uvicorn could gain.
+``modelhost-lean-http`` in one run bounds what any leaner front end could still gain.
 
     MODELHOST_MODEL_REPOSITORY=... python bench/lean_asgi.py PORT
 """

@@ -29,7 +29,7 @@ thread), ``starlette-hello`` (a bare JSON endpoint, no model), and the floors of
 asyncio protocol on httptools with one write per answer: the least a Python server on this
 loop and parser could spend); ``modelhost-lean-http`` (``bench/lean_asgi.py``: modelhost's own
 application, batched, every feature on, behind a minimal ASGI driver on httptools: beside
-``modelhost`` it bounds what a native HTTP front end could save).
+``modelhost`` it bounds what a leaner HTTP front end could still save).
 
 Printed ratios and goals: modelhost unbatched / MLServer unbatched (>= 1.5) and / the ceiling
 (>= 0.75); modelhost batched / MLServer batched (>= 4). A CPU-time ratio (CPU seconds per
@@ -312,8 +312,8 @@ def report(targets: list[Target]) -> dict[str, Any]:
             "modelhost-nobatch-threads")  # fmt: skip
     compare("usage records off / on (batched)", "modelhost-nousage", "modelhost")
     compare("usage records off / on (unbatched)", "modelhost-nobatch-nousage", "modelhost-nobatch")
-    # The bound on a native HTTP front end: the same application, uvicorn replaced.
-    compare("lean front end / uvicorn (batched)", "modelhost-lean-http", "modelhost")
+    # The lean bound: the same application behind the least a front end can do.
+    compare("lean front end / modelhost's (batched)", "modelhost-lean-http", "modelhost")
     compare("lean front end / mlserver batched", "modelhost-lean-http", "mlserver-batched")
     for on, off in (
         ("modelhost", "modelhost-nousage"),

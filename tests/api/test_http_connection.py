@@ -89,7 +89,7 @@ async def probe_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     ``/wait-disconnect``: reads the body, then waits for the client to leave."""
     path = scope["path"]
     body = b""
-    more = True
+    more = path != "/early"  # answers before it reads the body, as a 413 does
     while more:
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -251,6 +251,27 @@ def test_connection_close_http_10_and_idle_keep_alive(probe: tuple[str, int]) ->
         started = time.monotonic()
         assert sock.recv(1) == b""  # then idle: closed after the keep-alive period
         assert 0.3 < time.monotonic() - started < 3
+
+
+def test_answered_before_its_body_the_connection_goes_on_then_idles_out(
+    probe: tuple[str, int],
+) -> None:
+    with socket.create_connection(probe, timeout=10) as sock:
+        sock.sendall(b"POST /early HTTP/1.1\r\nhost: t\r\ncontent-length: 8\r\n\r\n1234")
+        responses = Responses(sock)
+        assert responses.next()[1] == b"/early:"
+        sock.sendall(b"5678" + request("/echo", b"next"))  # the rest of the body, then another
+        assert responses.next()[1] == b"/echo:next"
+        started = time.monotonic()
+        assert sock.recv(1) == b""  # idle: closed after the 1 s keep-alive
+        assert time.monotonic() - started < 3
+    with socket.create_connection(probe, timeout=10) as sock:
+        sock.sendall(b"POST /early HTTP/1.1\r\nhost: t\r\ncontent-length: 8\r\n\r\n1234")
+        assert Responses(sock).next()[1] == b"/early:"
+        sock.sendall(b"5678")  # the body ends after the answer: idle from then on
+        started = time.monotonic()
+        assert sock.recv(1) == b""
+        assert time.monotonic() - started < 3
 
 
 def test_a_client_that_leaves_is_told(probe: tuple[str, int]) -> None:

@@ -492,6 +492,8 @@ class HttpConnection(asyncio.Protocol):
         self.messages += 1
         if self.state == _BODY:
             self.state = _BUSY
+            if self.active is None:  # answered before its body was all in (a 413): idle now
+                self.become_idle()
         if cycle is not None:
             cycle.more_body = False
             cycle.wake()
@@ -519,12 +521,16 @@ class HttpConnection(asyncio.Protocol):
             return
         self.active = None
         if self.cycle is None and self.state != _HEADERS:  # no next request begun
-            self.state = _IDLE
-            self.since = now = self.loop.time()
-            self.guard.idle(self)
-            if self.timer is None:
-                self.arm(now + self.keep_alive_seconds)
+            self.become_idle()
         self.resume_reading()
+
+    def become_idle(self) -> None:
+        """Nothing in progress: the keep-alive period runs (and the guard may close it)."""
+        self.state = _IDLE
+        self.since = now = self.loop.time()
+        self.guard.idle(self)
+        if self.timer is None:
+            self.arm(now + self.keep_alive_seconds)
 
     def shutdown(self) -> None:
         """The server is stopping: close now if idle, else after the answer in flight."""

@@ -274,6 +274,18 @@ def test_answered_before_its_body_the_connection_goes_on_then_idles_out(
         assert time.monotonic() - started < 3
 
 
+def test_an_answer_before_the_100_continue_closes_the_connection(
+    probe: tuple[str, int],
+) -> None:
+    with socket.create_connection(probe, timeout=10) as sock:
+        sock.sendall(
+            b"POST /early HTTP/1.1\r\nhost: t\r\nexpect: 100-continue\r\ncontent-length: 4\r\n\r\n"
+        )
+        head, body = Responses(sock).next()
+        assert head.startswith(b"HTTP/1.1 200") and b"connection: close" in head
+        assert body == b"/early:" and sock.recv(1) == b""
+
+
 def test_a_client_that_leaves_is_told(probe: tuple[str, int]) -> None:
     PROBES.pop("disconnect", None)
     with socket.create_connection(probe, timeout=10) as sock:

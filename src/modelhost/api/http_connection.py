@@ -202,7 +202,11 @@ class RequestCycle:
 
     def _start(self, connection: HttpConnection, status: int, headers: Any) -> None:
         self.response_started = True
-        self.waiting_for_100_continue = False
+        if self.waiting_for_100_continue:
+            # Answered without asking for the body: the client holds it back for a 100 that
+            # will not come, and may send it after all. The connection ends with this answer.
+            self.waiting_for_100_continue = False
+            self.keep_alive = False
         parts = [_STATUS_LINES[status], connection.default_head()]
         length: bytes | None = None
         close = False
@@ -568,8 +572,9 @@ class HttpConnection(asyncio.Protocol):
             # client reads it.
             self.transport.write_eof()
             self.state = _HEADERS
+            self.since = now = self.loop.time()
             if self.timer is None:
-                self.arm(self.loop.time() + self.guard.header_timeout)
+                self.arm(now + self.guard.header_timeout)
         else:
             self.transport.close()
 

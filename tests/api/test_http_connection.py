@@ -21,8 +21,6 @@ from modelhost.api.http_connection import http_protocol
 from tests.support.models import write_memory_model
 from tests.support.server import ServerProcess
 
-HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
